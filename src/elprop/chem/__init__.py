@@ -1,0 +1,1 @@
+"""RDKit helpers: parsing, 3D embedding, atom/bond feature sets, scaffolds."""

@@ -1,0 +1,66 @@
+"""SMILES parsing and 3D embedding with RDKit."""
+from __future__ import annotations
+
+import numpy as np
+from rdkit import Chem, RDLogger
+from rdkit.Chem import AllChem
+
+from elprop.data.dataset import InputError, Molecule
+
+RDLogger.DisableLog("rdApp.*")
+
+
+def mol_from_smiles(smiles: str) -> Chem.Mol:
+    """RDKit molecule, or InputError naming the SMILES."""
+    s = (smiles or "").strip()
+    mol = Chem.MolFromSmiles(s) if s else None
+    if mol is None:
+        raise InputError(f"invalid SMILES {smiles!r}")
+    return mol
+
+
+def canonical(smiles: str) -> str:
+    return Chem.MolToSmiles(mol_from_smiles(smiles))
+
+
+def embed_3d(smiles: str, seed: int = 42, optimize: bool = True) -> Molecule:
+    """3D structure from SMILES: ETKDG embedding (seeded) then MMFF94 relaxation; Å, all hydrogens."""
+    mol = Chem.AddHs(mol_from_smiles(smiles))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    if AllChem.EmbedMolecule(mol, params) != 0:
+        params.useRandomCoords = True
+        if AllChem.EmbedMolecule(mol, params) != 0:
+            raise InputError(f"SMILES {smiles!r}: RDKit could not embed a 3D structure")
+    if optimize and AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=500)
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    pos = mol.GetConformer().GetPositions()
+    return Molecule(z=z, pos=pos, smiles=smiles)
+
+
+def mol_from_structure(z, pos, charge: int = 0) -> Chem.Mol | None:
+    """RDKit molecule with bonds perceived from 3D coordinates (xyz input without SMILES)."""
+    from rdkit.Chem import rdDetermineBonds
+
+    from elprop.data.dataset import SYMBOLS
+
+    block = f"{len(z)}\n\n" + "\n".join(f"{SYMBOLS[int(a)]} {x:.6f} {y:.6f} {w:.6f}" for a, (x, y, w) in zip(z, pos))
+    mol = Chem.MolFromXYZBlock(block)
+    if mol is None:
+        return None
+    try:
+        rdDetermineBonds.DetermineBonds(mol, charge=charge)
+    except Exception:  # RDKit raises ValueError/RuntimeError for unassignable bond orders
+        return None
+    return mol
+
+
+def murcko_scaffold(smiles: str) -> str:
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    try:
+        mol = mol_from_smiles(smiles)
+    except InputError:
+        return ""
+    return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)

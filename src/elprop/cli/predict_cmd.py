@@ -1,0 +1,188 @@
+"""``elprop predict``: SMILES strings or xyz/sdf/csv/smi files -> a table of properties with units and uncertainty."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  elprop predict "c1ccccc1O"                    phenol, with the shipped QM9 model
+  elprop predict "CCO" "C#N" "c1ccncc1"         several SMILES at once
+  elprop predict mols.smi -o out.csv            a SMILES file to CSV (units in the headers)
+  elprop predict geoms.xyz --format json        an (ext)xyz file; bonds are perceived from the coordinates
+  elprop predict mols.csv --smiles-column smi   a CSV with a SMILES column
+  elprop predict "CCO" --model runs/quick/model another saved model
+
+Molecules that cannot be read (invalid SMILES, elements the model never saw) are listed with their error and
+the others are still predicted; if no input can be predicted the exit code is 2. The 'warning' column flags
+molecules outside the training domain (e.g. more heavy atoms than any training molecule).
+"""
+FILE_SUFFIXES = (".xyz", ".extxyz", ".sdf", ".mol", ".smi", ".smiles", ".txt", ".csv")
+
+
+def add_parser(sub):
+    p = sub.add_parser("predict", help="predict properties of SMILES or molecule files",
+                       description="Predict electronic properties, with uncertainty (± one standard deviation) and "
+                                   "units, for SMILES strings or xyz/extxyz/sdf/smi/csv files.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="SMILES strings and/or files")
+    p.add_argument("--model", help="saved model directory (default: the shipped QM9 model)")
+    p.add_argument("--smiles-column", help="SMILES column of CSV inputs (default: a column named smiles)")
+    p.add_argument("--format", choices=["table", "csv", "json"], help="output format (default: table on screen, "
+                                                                      "or from the -o file's extension)")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.set_defaults(func=run_predict)
+
+
+def _collect(inputs, smiles_column):
+    """Inputs -> list of Molecule records with an 'input' label."""
+    from elprop.data.dataset import InputError, Molecule
+    from elprop.data.readers import read_any
+
+    import numpy as np
+    records = []
+    for arg in inputs:
+        p = Path(arg)
+        if p.suffix.lower() in FILE_SUFFIXES or p.exists():
+            kw = {"smiles_column": smiles_column, "targets": []} if p.suffix.lower() == ".csv" else {}
+            ds = read_any(p, **kw)
+            for i in range(len(ds)):
+                m = ds[i]
+                m.name = f"{p.name}:{m.name}"
+                records.append(m)
+        else:
+            if not arg.strip():
+                raise InputError("empty SMILES string")
+            records.append(Molecule(np.zeros(0, np.int64), smiles=arg, name=arg))
+    return records
+
+
+def predict_records(model, records):
+    """Predict Molecule records; returns list of dict rows (value/std per target, warning, error)."""
+    from elprop.data.dataset import Dataset
+
+    ds = Dataset.from_molecules(records, [], source="input")
+    if ds.pos is None or model.representation == "graph":
+        data = list(ds.smiles)
+    else:
+        data = ds
+    rep = model.represent(data)
+    _flag_unseen_elements(model, rep, ds)
+    mean, std = model.predict_rep(rep)
+    warn = model.ood_flags(rep)
+    rows = []
+    for i, rec in enumerate(records):
+        row = {"input": rec.name, "smiles": str(ds.smiles[i])}
+        for k, t in enumerate(model.config["targets"]):
+            row[t] = None if math.isnan(mean[i, k]) else float(mean[i, k])
+            row[f"{t}_std"] = None if math.isnan(std[i, k]) else float(std[i, k])
+        row["warning"] = warn[i]
+        row["error"] = rep.errors.get(i, "")
+        if not ds.smiles[i] and not row["error"]:
+            row["error"] = "no SMILES (bonds could not be perceived from the coordinates)"
+        rows.append(row)
+    return rows
+
+
+def _flag_unseen_elements(model, rep, ds):
+    """Mark molecules with elements absent from the model's training data as errors."""
+    from rdkit import Chem
+
+    from elprop.data.dataset import SYMBOLS
+    seen = set(model.domain.get("elements", []))
+    if not seen:
+        return
+    for i in range(len(rep)):
+        if not rep.valid[i]:
+            continue
+        m = ds[i]
+        if len(m.z):
+            zs = set(int(a) for a in m.z)
+        else:
+            mol = Chem.MolFromSmiles(str(ds.smiles[i]))
+            zs = {a.GetAtomicNum() for a in mol.GetAtoms()} if mol is not None else set()
+        bad = sorted(zs - seen - {1} if 1 in seen else zs - seen)
+        if bad:
+            rep.valid[i] = False
+            rep.errors[i] = (f"{m.name or ds.smiles[i]}: element(s) {', '.join(SYMBOLS[z] for z in bad)} "
+                             f"never seen in training (model knows {', '.join(SYMBOLS[z] for z in sorted(seen))})")
+
+
+def _fmt(v, s):
+    if v is None:
+        return "-"
+    return f"{v:.3f} ± {s:.3f}" if s is not None else f"{v:.3f}"
+
+
+def format_table(model, rows) -> str:
+    from elprop.data.units import unit
+    targets = model.config["targets"]
+    headers = ["input"] + [f"{t} [{unit(t)}]" for t in targets] + ["warning"]
+    body = []
+    for r in rows:
+        if r["error"]:
+            continue
+        body.append([r["input"][:40]] + [_fmt(r[t], r[f"{t}_std"]) for t in targets] + [r["warning"]])
+    widths = [max(len(h), *(len(b[k]) for b in body)) if body else len(h) for k, h in enumerate(headers)]
+    if not any(b[-1] for b in body):
+        headers, widths, body = headers[:-1], widths[:-1], [b[:-1] for b in body]
+    line = lambda cells: "  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(headers)] + [line(b) for b in body]) + "\n"
+
+
+def format_csv(model, rows) -> str:
+    import csv
+    import io
+
+    from elprop.data.units import unit
+    targets = model.config["targets"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["input", "smiles"] + [h for t in targets for h in (f"{t} [{unit(t)}]", f"{t}_std [{unit(t)}]")]
+               + ["warning", "error"])
+    for r in rows:
+        w.writerow([r["input"], r["smiles"]] + ["" if r[k] is None else f"{r[k]:.6g}" for t in targets
+                                                for k in (t, f"{t}_std")] + [r["warning"], r["error"]])
+    return buf.getvalue()
+
+
+def format_json(model, rows) -> str:
+    from elprop.data.units import unit
+    out = []
+    for r in rows:
+        preds = {t: {"value": r[t], "std": r[f"{t}_std"], "unit": unit(t)} for t in model.config["targets"]}
+        out.append({"input": r["input"], "smiles": r["smiles"], "predictions": preds, "warning": r["warning"],
+                    "error": r["error"]})
+    return json.dumps(out, indent=1) + "\n"
+
+
+def run_predict(args) -> int:
+    from elprop.data.cache import atomic_write
+    from elprop.data.dataset import InputError
+    from elprop.pretrained import model_path
+    from elprop.train.estimator import PropertyModel
+
+    model = PropertyModel.load(args.model or model_path())
+    records = _collect(args.inputs, args.smiles_column)
+    rows = predict_records(model, records)
+    bad = [r for r in rows if r["error"]]
+    if len(bad) == len(rows):
+        raise InputError(bad[0]["error"] if len(bad) == 1 else
+                         f"none of the {len(rows)} inputs could be predicted; first: {bad[0]['error']}")
+    fmt = args.format or ({".csv": "csv", ".json": "json"}.get(Path(args.output).suffix.lower(), "csv")
+                          if args.output else "table")
+    text = {"table": format_table, "csv": format_csv, "json": format_json}[fmt](model, rows)
+    if args.output:
+        atomic_write(args.output, lambda tmp: Path(tmp).write_text(text))
+        print(f"wrote {len(rows) - len(bad)} predictions to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    for r in bad:
+        print(f"elprop: skipped: {r['error']}", file=sys.stderr)
+    n_warn = sum(bool(r["warning"]) for r in rows)
+    if n_warn:
+        print(f"elprop: warning: {n_warn} molecule(s) lie outside the training domain (see the warning column)",
+              file=sys.stderr)
+    return 0

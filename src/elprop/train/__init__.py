@@ -1,0 +1,1 @@
+"""Training: target scaling, the training loop with checkpoints, metrics, saved models."""

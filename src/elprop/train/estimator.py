@@ -1,0 +1,211 @@
+"""``PropertyModel``: the estimator behind ``elprop train/evaluate/predict`` (fit, predict, save, load).
+
+A saved model is a directory: ``config.json`` (architecture, targets with units, feature set, target scaler,
+training-domain facts), ``member_<k>.safetensors`` (one per ensemble member) and ``card.md``. No pickle.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elprop import __version__
+from elprop.data.cache import atomic_write
+from elprop.data.dataset import Dataset, InputError
+from elprop.data.units import TARGETS, unit
+from elprop.models import MODELS, build_model
+from elprop.train.scaling import TargetScaler
+
+
+class PropertyModel:
+    def __init__(self, model: str = "bondgraph", targets=("homo", "lumo", "gap"), features: str = "extended",
+                 dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0):
+        if model not in MODELS:
+            raise InputError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+        for t in targets:
+            unit(t)  # raises on unknown target
+        from elprop.chem.features import FEATURE_SETS
+        if features not in FEATURE_SETS:
+            raise InputError(f"unknown feature set {features!r}; known: {', '.join(FEATURE_SETS)}")
+        self.config = {"model": model, "targets": list(targets), "features": features, "dim": dim,
+                       "layers": layers, "ensemble": ensemble, "seed": seed}
+        self.nets: list[torch.nn.Module] = []
+        self.scaler: TargetScaler | None = None
+        self.domain: dict = {}
+
+    # --- representation ----------------------------------------------------------------------------
+    @property
+    def representation(self) -> str:
+        return MODELS[self.config["model"]]["representation"]
+
+    def represent(self, data):
+        """Dataset or list of SMILES -> GraphSet / PointSet (bad molecules flagged, not raised)."""
+        from elprop.chem.graphs import dataset_graphs, dataset_points, featurize_smiles
+        if self.representation == "graph":
+            if isinstance(data, Dataset):
+                if len(data) > 5000:  # large sets are featurized once and cached
+                    return dataset_graphs(data, self.config["features"])
+                return featurize_smiles(list(data.smiles), self.config["features"])
+            return featurize_smiles(list(data), self.config["features"])
+        if isinstance(data, Dataset) and data.pos is not None:
+            return dataset_points(data)
+        return _embed_points(list(data.smiles if isinstance(data, Dataset) else data))
+
+    def _new_net(self, in_dim):
+        ext = [TARGETS[t].extensive for t in self.config["targets"]]
+        return build_model(self.config["model"], ext, in_dim=in_dim, dim=self.config["dim"],
+                           layers=self.config["layers"])
+
+    def _in_dim(self, rep):
+        return rep.x.shape[-1] if self.representation == "graph" else None
+
+    # --- fit ---------------------------------------------------------------------------------------
+    def fit(self, ds: Dataset, split: dict, out_dir, *, epochs=100, time_budget=None, batch_size=128, lr=1e-3,
+            progress=True, log=print):
+        torch.manual_seed(self.config["seed"])
+        rep = self.represent(ds)
+        y = np.column_stack([ds.target(t) for t in self.config["targets"]])
+        valid = rep.valid & np.isfinite(y).any(1)
+        tr = np.array([i for i in split["train"] if valid[i]], dtype=np.int64)
+        va = np.array([i for i in split.get("val", []) if valid[i]], dtype=np.int64)
+        if len(tr) == 0:
+            raise InputError("no trainable molecules in the training split (all invalid or without targets)")
+        self.scaler = TargetScaler.fit(y[tr], rep.counts[tr], [TARGETS[t].extensive for t in self.config["targets"]])
+        y_s = self.scaler.transform(y, rep.counts)
+        self.domain = _domain(ds, rep, tr)
+        self.nets = []
+        per_member = None if time_budget is None else time_budget / self.config["ensemble"]
+        for k in range(self.config["ensemble"]):
+            torch.manual_seed(self.config["seed"] + k)
+            net = self._new_net(self._in_dim(rep))
+            if self.config["ensemble"] > 1:
+                log(f"ensemble member {k + 1}/{self.config['ensemble']}")
+            from elprop.train.loop import train_network
+            train_network(net, rep, y_s, tr, va, Path(out_dir) / f"member_{k}", epochs=epochs,
+                          time_budget=per_member, batch_size=batch_size, lr=lr, seed=self.config["seed"] + k,
+                          progress=progress, log=log)
+            self.nets.append(net)
+        return self
+
+    # --- predict -----------------------------------------------------------------------------------
+    def predict_rep(self, rep, idx=None):
+        """(mean [M,T], std [M,T]) in elprop units for rows ``idx`` of a representation (NaN where invalid)."""
+        from elprop.train.loop import predict_scaled
+        if not self.nets:
+            raise RuntimeError("model is not fitted")
+        idx = np.arange(len(rep)) if idx is None else np.asarray(idx)
+        ok = idx[rep.valid[idx]]
+        t = len(self.config["targets"])
+        mean = np.full((len(idx), t), np.nan)
+        std = np.full((len(idx), t), np.nan)
+        if len(ok):
+            mus, vars_ = zip(*(predict_scaled(net, rep, ok) for net in self.nets))
+            mu_s, var_s = np.mean(mus, 0), np.mean(vars_, 0) + (np.var(mus, 0) if len(mus) > 1 else 0.0)
+            y, var = self.scaler.inverse(mu_s, rep.counts[ok], var_s)
+            pos = np.searchsorted(idx, ok) if np.all(np.diff(idx) >= 0) else np.nonzero(rep.valid[idx])[0]
+            mean[pos], std[pos] = y, np.sqrt(var)
+        return mean, std
+
+    def predict(self, data):
+        """Predict a Dataset or a list of SMILES. Returns (mean, std, rep) with NaN rows for bad molecules."""
+        rep = self.represent(data)
+        mean, std = self.predict_rep(rep)
+        return mean, std, rep
+
+    def ood_flags(self, rep) -> list[str]:
+        """A warning per molecule that lies outside the training domain (empty string if inside)."""
+        out = []
+        max_heavy = self.domain.get("max_heavy_atoms")
+        max_atoms = self.domain.get("max_atoms")
+        for i in range(len(rep)):
+            msg = []
+            if rep.valid[i]:
+                heavy = int(rep.counts[i, 1:].sum())
+                total = int(rep.counts[i].sum())
+                if max_heavy and heavy > max_heavy:
+                    msg.append(f"{heavy} heavy atoms > {max_heavy} seen in training")
+                elif max_atoms and total > max_atoms:
+                    msg.append(f"{total} atoms > {max_atoms} seen in training")
+            out.append("; ".join(msg))
+        return out
+
+    # --- save / load -------------------------------------------------------------------------------
+    def save(self, path, card: str | None = None, extra: dict | None = None) -> Path:
+        from safetensors.torch import save_file
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for k, net in enumerate(self.nets):
+            sd = {n: p.detach().contiguous() for n, p in net.state_dict().items()}
+            atomic_write(path / f"member_{k}.safetensors", lambda tmp, sd=sd: save_file(sd, tmp))
+        cfg = dict(self.config, units={t: unit(t) for t in self.config["targets"]}, scaler=self.scaler.to_dict(),
+                   domain=self.domain, in_dim=self._in_dim_from_nets(), elprop_version=__version__,
+                   torch_version=torch.__version__, saved=time.strftime("%Y-%m-%d %H:%M:%S"))
+        if extra:
+            cfg.update(extra)
+        atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
+        if card is not None:
+            atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
+        return path
+
+    def _in_dim_from_nets(self):
+        net = self.nets[0]
+        return net.embed[0].in_features if hasattr(net.embed, "__getitem__") else None
+
+    @classmethod
+    def load(cls, path) -> "PropertyModel":
+        from safetensors.torch import load_file
+        path = Path(path)
+        cfg_path = path / "config.json"
+        if not cfg_path.is_file():
+            raise InputError(f"{path}: not a saved elprop model (no config.json)")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except ValueError as e:
+            raise InputError(f"{cfg_path}: malformed config ({e})") from None
+        m = cls(cfg["model"], cfg["targets"], cfg["features"], cfg["dim"], cfg["layers"], cfg["ensemble"],
+                cfg.get("seed", 0))
+        m.scaler = TargetScaler.from_dict(cfg["scaler"])
+        m.domain = cfg.get("domain", {})
+        m.saved_config = cfg
+        files = sorted(path.glob("member_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
+        if not files:
+            raise InputError(f"{path}: saved model has no member_*.safetensors weights")
+        for f in files:
+            net = m._new_net(cfg.get("in_dim"))
+            net.load_state_dict(load_file(f))
+            net.eval()
+            m.nets.append(net)
+        return m
+
+
+def _domain(ds: Dataset, rep, tr) -> dict:
+    heavy = rep.counts[tr, 1:].sum(1)
+    total = rep.counts[tr].sum(1)
+    from elprop.chem.graphs import COUNT_Z
+    seen = [COUNT_Z[j] for j in range(len(COUNT_Z)) if rep.counts[tr, j].sum() > 0]
+    return {"max_heavy_atoms": int(heavy.max()), "max_atoms": int(total.max()), "elements": seen,
+            "n_train": int(len(tr))}
+
+
+def _embed_points(smiles):
+    """PointSet from SMILES via RDKit ETKDG + MMFF (bad SMILES flagged in ``errors``)."""
+    from elprop.chem.graphs import PointSet, element_counts
+    from elprop.chem.rdkit_utils import embed_3d
+    mols, errors = [], {}
+    for i, s in enumerate(smiles):
+        try:
+            mols.append(embed_3d(s))
+        except InputError as e:
+            errors[i] = str(e)
+            mols.append(None)
+    n = max([len(m.z) for m in mols if m is not None], default=1)
+    z = np.zeros((len(mols), n), np.int16)
+    pos = np.zeros((len(mols), n, 3), np.float32)
+    for i, m in enumerate(mols):
+        if m is not None:
+            z[i, :len(m.z)], pos[i, :len(m.z)] = m.z, m.pos
+    counts = element_counts([[] if m is None else m.z.tolist() for m in mols])
+    return PointSet(z, pos, counts, np.array([m is not None for m in mols]), errors)

@@ -1,0 +1,152 @@
+"""The training loop of one network: time/epoch budget, cosine schedule, mid-epoch checkpoints, resume.
+
+A checkpoint (``last.pt``) holds weights, optimizer state, the epoch, the step inside the epoch and the training
+time used, so a killed run restarted with the same command continues where it stopped. The epoch's batch
+order is a function of (seed, epoch), so a resumed epoch skips exactly the batches already done.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elprop.data.cache import atomic_write
+
+
+def predict_scaled(net, rep, idx, batch_size: int = 512):
+    net.eval()
+    mus, vars_ = [], []
+    with torch.no_grad():
+        for s in range(0, len(idx), batch_size):
+            mu, var = net(rep.batch(idx[s:s + batch_size]))
+            mus.append(mu.numpy())
+            vars_.append(var.numpy())
+    t = net.readout.ext.shape[0]
+    if not mus:
+        return np.zeros((0, t)), np.zeros((0, t))
+    return np.concatenate(mus).astype(np.float64), np.concatenate(vars_).astype(np.float64)
+
+
+def loss_fn(mu, var, y):
+    """L1 on the means plus the Gaussian NLL of the variances around the (detached) means, NaN-masked."""
+    ok = torch.isfinite(y)
+    y0 = torch.where(ok, y, torch.zeros_like(y))
+    okf = ok.float()
+    l1 = ((mu - y0).abs() * okf).sum() / okf.sum().clamp(min=1)
+    r2 = (mu.detach() - y0) ** 2
+    nll = ((0.5 * (torch.log(var) + r2 / var)) * okf).sum() / okf.sum().clamp(min=1)
+    return l1 + 0.1 * nll, l1
+
+
+def _save_ckpt(path: Path, state: dict):
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epochs: int = 100,
+                  time_budget: float | None = None, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                  ckpt_every_s: float = 120.0, progress: bool = True, log=print):
+    """Train ``net`` in place; returns (best state_dict, history rows). Resumes from ``out_dir/last.pt``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-5)
+    state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best": math.inf, "history": []}
+    last = out_dir / "last.pt"
+    if last.exists():
+        ck = torch.load(last, weights_only=False, map_location="cpu")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        log(f"resuming from {last}: epoch {state['epoch'] + 1}, step {state['step']}, "
+            f"{state['elapsed']:.0f} s of training done")
+    best_path = out_dir / "best.pt"
+    y_t = torch.from_numpy(y_scaled.astype(np.float32))
+    n_batches = max(1, len(train_idx) // batch_size)
+    t_last_ckpt = time.time()
+
+    def checkpoint():
+        _save_ckpt(last, {"model": net.state_dict(), "opt": opt.state_dict(), "state": state})
+
+    def fraction_done():
+        f = state["epoch"] / epochs if epochs else 0.0
+        if time_budget:
+            f = max(f, state["elapsed"] / time_budget)
+        return min(f, 1.0)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n_batches, desc="training", unit="batch", mininterval=1.0, leave=False)
+    while state["epoch"] < epochs and fraction_done() < 1.0:
+        net.train()
+        perm = np.random.default_rng([seed, state["epoch"]]).permutation(train_idx)
+        if bar is not None:
+            bar.reset()
+            bar.update(state["step"])
+            bar.set_description(f"epoch {state['epoch'] + 1}")
+        losses = []
+        stopped = False
+        while state["step"] < n_batches:
+            t0 = time.time()
+            for g in opt.param_groups:  # cosine decay to 1% over the budget
+                g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * fraction_done())))
+            bidx = perm[state["step"] * batch_size:(state["step"] + 1) * batch_size]
+            mu, var = net(rep.batch(bidx))
+            loss, l1 = loss_fn(mu, var, y_t[bidx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            opt.step()
+            losses.append(l1.item())
+            state["step"] += 1
+            state["elapsed"] += time.time() - t0
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(l1=f"{np.mean(losses[-50:]):.3f}")
+            if time.time() - t_last_ckpt > ckpt_every_s:
+                checkpoint()
+                t_last_ckpt = time.time()
+            if time_budget and state["elapsed"] >= time_budget:
+                stopped = True
+                break
+        mu_v, _ = predict_scaled(net, rep, val_idx)
+        err = np.abs(mu_v - y_scaled[val_idx])
+        val = float(np.nanmean(err)) if len(val_idx) else float(np.mean(losses))
+        row = {"epoch": state["epoch"] + 1, "time_s": round(state["elapsed"], 1),
+               "train_l1_scaled": round(float(np.mean(losses)) if losses else float("nan"), 5),
+               "val_l1_scaled": round(val, 5), "lr": opt.param_groups[0]["lr"]}
+        state["history"].append(row)
+        if val < state["best"]:
+            state["best"] = val
+            _save_ckpt(best_path, net.state_dict())
+        log(f"epoch {row['epoch']}: train {row['train_l1_scaled']:.4f}  val {val:.4f} (scaled L1)  "
+            f"{state['elapsed']:.0f} s")
+        state["epoch"] += 1 if not stopped else 0
+        state["step"] = 0 if not stopped else state["step"]
+        checkpoint()
+        t_last_ckpt = time.time()
+        if stopped:
+            break
+    if bar is not None:
+        bar.close()
+    best = torch.load(best_path, weights_only=True) if best_path.exists() else net.state_dict()
+    net.load_state_dict(best)
+    _write_history(out_dir / "history.csv", state["history"])
+    return best, state["history"]
+
+
+def _write_history(path: Path, rows):
+    if not rows:
+        return
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    atomic_write(path, write)
+    os.utime(path)

@@ -1,0 +1,125 @@
+"""``elprop train`` and ``elprop evaluate`` as functions: a run directory with config, split, metrics, plots."""
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from elprop.data.cache import atomic_write
+from elprop.data.dataset import Dataset, InputError
+from elprop.data.splits import load_split, make_split, save_split
+from elprop.data.units import unit
+from elprop.train.estimator import PropertyModel
+from elprop.train.metrics import metrics_table
+
+
+def write_csv(path, rows):
+    if not rows:
+        return
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    atomic_write(path, write)
+
+
+def evaluate(model: PropertyModel, ds: Dataset, idx, split_name: str, plot_dir=None, rep=None):
+    rep = model.represent(ds) if rep is None else rep
+    idx = np.asarray(idx, dtype=np.int64)
+    mean, std = model.predict_rep(rep, idx)
+    y = np.column_stack([ds.target(t) for t in model.config["targets"]])[idx]
+    rows = metrics_table(model.config["targets"], y, mean, std, split=split_name)
+    if plot_dir is not None:
+        from elprop.report.plots import parity_plot
+        for k, t in enumerate(model.config["targets"]):
+            parity_plot(y[:, k], mean[:, k], t, Path(plot_dir) / f"parity_{split_name}_{t}.png")
+    return rows, mean, std
+
+
+def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo", "gap"), features="extended",
+              dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
+              epochs=100, time_budget=None, batch_size=128, lr=1e-3, progress=True, log=print, card_extra="",
+              parent_index=None):
+    """Train and evaluate, writing ``run_dir``. ``parent_index`` (sorted) maps the rows of ``ds`` to a larger data
+    set it was cut from (``--limit``): split.json then holds indices of that larger set, so ``elprop evaluate``
+    on the full data scores the same molecules."""
+    run_dir = Path(run_dir)
+    pi = None if parent_index is None else np.asarray(parent_index, dtype=np.int64)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for t in targets:
+        if t not in ds.target_names:
+            raise InputError(f"target {t!r} is not in the data; it has: {', '.join(ds.target_names) or 'none'}")
+        col = ds.target(t)
+        if not np.isfinite(col).any():
+            raise InputError(f"target {t!r}: no finite values in the data")
+    split_path = run_dir / "split.json"
+    if split_path.exists():  # a resumed run keeps its split
+        sp = load_split(split_path)
+        sp = sp if pi is None else {k: np.searchsorted(pi, v) for k, v in sp.items()}
+    else:
+        sp = make_split(split, len(ds), ds.smiles, n_train, n_val, seed, split_file)
+        save_split(sp if pi is None else {k: pi[v] for k, v in sp.items()}, split_path)
+    for k, v in sp.items():
+        if len(v) and (v.min() < 0 or v.max() >= len(ds)):
+            raise InputError(f"split '{k}' has indices outside the {len(ds)} molecules of the data")
+    config = dict(model=model, targets=list(targets), units={t: unit(t) for t in targets}, features=features, dim=dim,
+                  layers=layers, ensemble=ensemble, split=split, split_file=str(split_file) if split_file else None,
+                  n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
+                  epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, data=ds.source,
+                  n_molecules=len(ds), machine=f"{platform.machine()} {platform.processor()}".strip())
+    atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
+    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed)
+    t0 = time.time()
+    est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
+            progress=progress, log=log)
+    wall = time.time() - t0
+    rep = est.represent(ds)
+    rows = []
+    for name in ("val", "test"):
+        if len(sp.get(name, [])):
+            r, _, _ = evaluate(est, ds, sp[name], name, run_dir / "plots", rep=rep)
+            rows += r
+    write_csv(run_dir / "metrics.csv", [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
+                                       for r in rows])
+    hist = []
+    for k in range(ensemble):
+        hp = run_dir / "checkpoints" / f"member_{k}" / "history.csv"
+        if hp.exists():
+            with open(hp) as fh:
+                hist += [dict(member=k, **row) for row in csv.DictReader(fh)]
+    write_csv(run_dir / "history.csv", hist)
+    card = model_card(est, config, rows, wall, card_extra)
+    est.save(run_dir / "model", card=card, extra={"split_seed": seed, "data": ds.source})
+    return est, rows
+
+
+def model_card(est: PropertyModel, config: dict, rows, wall_s: float, extra: str = "") -> str:
+    import torch
+
+    from elprop import __version__
+    lines = [f"# elprop model card: {config['model']} ({', '.join(config['targets'])})", "",
+             "## Data and split",
+             f"- data: {config['data']} ({config['n_molecules']} molecules)",
+             f"- split: {config['split']}, seed {config['seed']}: {config['n_train']} train, {config['n_val']} "
+             f"validation, {config['n_test']} test (indices in `split.json` of the run)",
+             "", "## Model",
+             f"- family: {config['model']}, feature set: {config['features']}, width {config['dim']}, "
+             f"{config['layers']} layers, ensemble of {config['ensemble']}",
+             f"- training: batch {config['batch_size']}, lr {config['lr']}, epochs <= {config['epochs']}, "
+             f"time budget {config['time_budget_s']} s; wall time of this fit {wall_s:.0f} s on {config['machine']}",
+             "- uncertainty: mean-variance head (aleatoric)" + (" + ensemble spread" if config["ensemble"] > 1 else ""),
+             "", "## Metrics", "", "| split | target | unit | n | MAE | RMSE | R² | 1σ coverage |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['split']} | {r['target']} | {r['unit']} | {r['n']} | {r['mae']:.4f} | {r['rmse']:.4f} "
+                     f"| {r['r2']:.4f} | {r.get('coverage_1sigma', float('nan')):.2f} |")
+    lines += ["", "## Versions", f"- elprop {__version__}, torch {torch.__version__}"]
+    if extra:
+        lines += ["", extra]
+    return "\n".join(lines) + "\n"

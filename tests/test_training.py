@@ -1,0 +1,92 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from elprop.chem.graphs import featurize_smiles
+from elprop.models import build_model
+from elprop.train.estimator import PropertyModel
+from elprop.train.loop import train_network
+from elprop.train.scaling import TargetScaler
+
+
+def test_target_scaler_atomref_roundtrip():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 6, size=(200, 6)).astype(np.float32)
+    ref = np.array([-0.5, -37.8, -54.6, -75.1, -99.7, 0.0]) * 27.2
+    y = np.column_stack([counts @ ref + rng.normal(0, 0.1, 200), rng.normal(5, 2, 200)])
+    sc = TargetScaler.fit(y, counts, [True, False])
+    z = sc.transform(y, counts)
+    assert np.allclose(np.nanstd(z, 0), 1.0) and np.allclose(np.nanmean(z, 0), 0.0, atol=1e-9)
+    assert np.allclose(sc.atomref[:5, 0], ref[:5], atol=0.5)  # the per-element references are recovered
+    assert np.allclose(sc.inverse(z, counts), y)
+    assert np.allclose(TargetScaler.from_dict(json.loads(json.dumps(sc.to_dict()))).inverse(z, counts), y)
+
+
+def test_training_learns_beats_mean_baseline(tiny_model, qm9_small):
+    run_dir, est, rows = tiny_model
+    by = {(r["split"], r["target"]): r for r in rows}
+    for t in ("gap", "U0_atom"):
+        y = qm9_small.target(t)
+        baseline = np.abs(y - y.mean()).mean()
+        assert by[("test", t)]["mae"] < 0.8 * baseline, t
+    assert by[("test", "U0_atom")]["mae"] < 1.5  # eV, after 10 epochs on 1,200 molecules
+    for f in ("config.json", "split.json", "metrics.csv", "history.csv", "model/card.md", "model/config.json",
+              "model/member_0.safetensors", "plots/parity_test_gap.png"):
+        assert (run_dir / f).is_file(), f
+
+
+def test_save_load_roundtrip_same_predictions(tiny_model, tmp_path):
+    _, est, _ = tiny_model
+    est.save(tmp_path / "m")
+    back = PropertyModel.load(tmp_path / "m")
+    smiles = ["CCO", "c1ccccc1O", "CC#N"]
+    m1, s1, _ = est.predict(smiles)
+    m2, s2, _ = back.predict(smiles)
+    assert np.allclose(m1, m2) and np.allclose(s1, s2)
+    assert not any(p.suffix in (".pkl", ".pt") for p in (tmp_path / "m").iterdir())
+
+
+def test_resume_after_kill_continues_not_restarts(qm9_small, tmp_path):
+    """Kill a 4-epoch run during epoch 3, rerun the same call: it resumes at epoch 3 and ends where an
+    uninterrupted run ends."""
+    gs = featurize_smiles(list(qm9_small.smiles[:300]), "ecfp")
+    y = qm9_small.target("gap")[:300, None]
+    y = (y - y.mean()) / y.std()
+    tr, va = np.arange(250), np.arange(250, 300)
+
+    def net():
+        torch.manual_seed(0)
+        return build_model("bondgraph", [False], in_dim=gs.x.shape[-1], dim=16, layers=1)
+
+    class Killed(Exception):
+        pass
+
+    def killer(msg):
+        if msg.startswith("epoch 3:"):
+            raise Killed  # as if the process died after epoch 3's work but before its checkpoint
+    kw = dict(epochs=4, batch_size=50, progress=False)
+    with pytest.raises(Killed):
+        train_network(net(), gs, y, tr, va, tmp_path / "a", log=killer, **kw)
+    logs = []
+    _, resumed = train_network(net(), gs, y, tr, va, tmp_path / "a", log=logs.append, **kw)
+    assert any("resuming" in s and "epoch 3" in s for s in logs)
+    assert sum(s.startswith("epoch ") for s in logs) == 2  # only epochs 3 and 4 were trained again
+    _, fresh = train_network(net(), gs, y, tr, va, tmp_path / "b", log=lambda *a: None, **kw)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    assert [r["val_l1_scaled"] for r in resumed] == pytest.approx([r["val_l1_scaled"] for r in fresh], rel=1e-4)
+
+
+def test_ensemble_uncertainty_includes_spread(qm9_small, tmp_path):
+    ds = qm9_small.subset(np.arange(400))
+    est = PropertyModel("bondgraph", ["gap"], "element", dim=16, layers=1, ensemble=2, seed=0)
+    sp = {"train": np.arange(350), "val": np.arange(350, 400)}
+    est.fit(ds, sp, tmp_path, epochs=2, progress=False, log=lambda *a: None)
+    assert len(est.nets) == 2
+    mean, std, rep = est.predict(["CCO", "c1ccccc1"])
+    single = PropertyModel("bondgraph", ["gap"], "element", dim=16, layers=1)
+    single.nets, single.scaler, single.domain = est.nets[:1], est.scaler, est.domain
+    _, std1, _ = single.predict(["CCO", "c1ccccc1"])
+    assert np.all(std > 0) and np.all(np.isfinite(mean))
+    assert not np.allclose(std, std1)
