@@ -90,3 +90,25 @@ def test_ensemble_uncertainty_includes_spread(qm9_small, tmp_path):
     _, std1, _ = single.predict(["CCO", "c1ccccc1"])
     assert np.all(std > 0) and np.all(np.isfinite(mean))
     assert not np.allclose(std, std1)
+
+
+def test_schnet_trains_on_coordinates_and_predicts_xyz_and_smiles(qm9_small, tmp_path):
+    from elprop.cli.predict_cmd import predict_records
+    from elprop.data.readers import read_xyz
+    ds = qm9_small.subset(np.arange(300))
+    est = PropertyModel("schnet", ["U0_atom", "gap"], dim=32, layers=2, seed=0)
+    sp = {"train": np.arange(250), "val": np.arange(250, 300)}
+    est.fit(ds, sp, tmp_path / "ck", epochs=6, lr=3e-3, progress=False, log=lambda *a: None)
+    mean, std = est.predict_rep(est.represent(ds), np.arange(250, 300))
+    y = ds.target("U0_atom")[250:300]
+    assert np.abs(mean[:, 0] - y).mean() < 0.5 * np.abs(y - y.mean()).mean()  # atom refs + learning
+    est.save(tmp_path / "m")
+    back = PropertyModel.load(tmp_path / "m")
+    m = ds[260]
+    xyz = tmp_path / "one.xyz"
+    xyz.write_text(f"{len(m.z)}\n\n" + "\n".join(f"{int(a)} {p[0]} {p[1]} {p[2]}" for a, p in zip(m.z, m.pos)))
+    rec = read_xyz(xyz)[0]
+    rows = predict_records(back, [rec])
+    assert rows[0]["U0_atom"] == pytest.approx(mean[10, 0], abs=1e-3)  # the file's coordinates were used
+    rows = predict_records(back, [read_xyz(xyz)[0].__class__(np.zeros(0, np.int64), smiles="CCO", name="CCO")])
+    assert rows[0]["error"] == "" and np.isfinite(rows[0]["gap"])  # SMILES -> RDKit 3D embedding

@@ -141,7 +141,7 @@ def run_evaluate(args) -> int:
     args.targets_list = model.config["targets"]
     ds = _load(args)
     if args.split_file:
-        sf = (model_path() / "split.json") if args.split_file == "shipped" else args.split_file
+        sf = (model_path() / "test_indices.json") if args.split_file == "shipped" else args.split_file
         sp = load_split(sf, len(ds))
         if args.split not in sp:
             raise InputError(f"{sf}: no '{args.split}' part; it has {', '.join(sp)}")

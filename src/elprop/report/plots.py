@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.units import label
+from elprop.data.units import label, unit
 
 
 def parity_plot(y_true, y_pred, target: str, path, title: str = "") -> Path:
@@ -25,7 +25,7 @@ def parity_plot(y_true, y_pred, target: str, path, title: str = "") -> Path:
     mae = float(np.abs(p - t).mean()) if len(t) else float("nan")
     ax.set_xlabel(f"true {label(target)}")
     ax.set_ylabel(f"predicted {label(target)}")
-    ax.set_title(title or f"{target}: MAE {mae:.4g} (n={len(t)})", fontsize=9)
+    ax.set_title(title or f"{target}: MAE {mae:.4g} {unit(target)} (n={len(t)})", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

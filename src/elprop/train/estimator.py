@@ -48,8 +48,8 @@ class PropertyModel:
             if isinstance(data, Dataset):
                 if len(data) > 5000:  # large sets are featurized once and cached
                     return dataset_graphs(data, self.config["features"])
-                return featurize_smiles(list(data.smiles), self.config["features"])
-            return featurize_smiles(list(data), self.config["features"])
+                return featurize_smiles(list(data.smiles), self.config["features"], progress=len(data) > 2000)
+            return featurize_smiles(list(data), self.config["features"], progress=len(data) > 2000)
         if isinstance(data, Dataset) and data.pos is not None:
             return dataset_points(data)
         return _embed_points(list(data.smiles if isinstance(data, Dataset) else data))
