@@ -135,7 +135,8 @@ def run_evaluate(args) -> int:
     from elprop.data.splits import load_split
     from elprop.pretrained import model_path
     from elprop.train.estimator import PropertyModel
-    from elprop.train.run import evaluate, write_csv
+    from elprop.data.cache import write_csv
+    from elprop.train.run import evaluate
 
     model = PropertyModel.load(args.model or model_path())
     args.targets_list = model.config["targets"]

@@ -28,3 +28,18 @@ def atomic_write(path: str | os.PathLike, writer) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    """Write dict rows as CSV (header from the first row), atomically; nothing is written for no rows."""
+    import csv
+
+    if not rows:
+        return
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    atomic_write(path, write)

@@ -6,16 +6,14 @@ order is a function of (seed, epoch), so a resumed epoch skips exactly the batch
 """
 from __future__ import annotations
 
-import csv
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from elprop.data.cache import atomic_write
+from elprop.data.cache import atomic_write, write_csv
 
 
 def predict_scaled(net, rep, idx, batch_size: int = 512):
@@ -137,18 +135,6 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
         bar.close()
     best = torch.load(best_path, weights_only=True) if best_path.exists() else net.state_dict()
     net.load_state_dict(best)
-    _write_history(out_dir / "history.csv", state["history"])
+    write_csv(out_dir / "history.csv", state["history"])
     return best, state["history"]
 
-
-def _write_history(path: Path, rows):
-    if not rows:
-        return
-
-    def write(tmp):
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    atomic_write(path, write)
-    os.utime(path)

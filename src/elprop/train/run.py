@@ -9,24 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.cache import atomic_write
+from elprop.data.cache import atomic_write, write_csv
 from elprop.data.dataset import Dataset, InputError
 from elprop.data.splits import load_split, make_split, save_split
 from elprop.data.units import unit
 from elprop.train.estimator import PropertyModel
 from elprop.train.metrics import metrics_table
-
-
-def write_csv(path, rows):
-    if not rows:
-        return
-
-    def write(tmp):
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    atomic_write(path, write)
 
 
 def evaluate(model: PropertyModel, ds: Dataset, idx, split_name: str, plot_dir=None, rep=None):
