@@ -112,3 +112,20 @@ def test_schnet_trains_on_coordinates_and_predicts_xyz_and_smiles(qm9_small, tmp
     assert rows[0]["U0_atom"] == pytest.approx(mean[10, 0], abs=1e-3)  # the file's coordinates were used
     rows = predict_records(back, [read_xyz(xyz)[0].__class__(np.zeros(0, np.int64), smiles="CCO", name="CCO")])
     assert rows[0]["error"] == "" and np.isfinite(rows[0]["gap"])  # SMILES -> RDKit 3D embedding
+
+
+def test_sigma_calibration_on_validation(qm9_small, tmp_path):
+    """After fit, σ is rescaled on the validation set so that mean((err/σ)²) = 1 there; saved and loaded."""
+    ds = qm9_small.subset(np.arange(600))
+    est = PropertyModel("bondgraph", ["gap", "homo"], "ecfp", dim=32, layers=2, seed=0)
+    sp = {"train": np.arange(450), "val": np.arange(450, 600)}
+    est.fit(ds, sp, tmp_path / "ck", epochs=3, progress=False, log=lambda *a: None)
+    rep = est.represent(ds)
+    mean, std = est.predict_rep(rep, sp["val"])
+    y = np.column_stack([ds.target("gap"), ds.target("homo")])[sp["val"]]
+    assert np.allclose((((y - mean) / std) ** 2).mean(0), 1.0, rtol=1e-6)
+    assert not np.allclose(est.sigma_scale, 1.0)
+    est.save(tmp_path / "m")
+    back = PropertyModel.load(tmp_path / "m")
+    assert np.allclose(back.sigma_scale, est.sigma_scale)
+    assert np.allclose(back.predict_rep(rep, sp["val"])[1], std)

@@ -35,6 +35,7 @@ class PropertyModel:
         self.nets: list[torch.nn.Module] = []
         self.scaler: TargetScaler | None = None
         self.domain: dict = {}
+        self.sigma_scale = np.ones(len(self.config["targets"]))
 
     # --- representation ----------------------------------------------------------------------------
     @property
@@ -88,7 +89,22 @@ class PropertyModel:
                           time_budget=per_member, batch_size=batch_size, lr=lr, seed=self.config["seed"] + k,
                           progress=progress, log=log)
             self.nets.append(net)
+        if len(va):
+            self.calibrate(rep, va, y[va])
         return self
+
+    def calibrate(self, rep, idx, y):
+        """Rescale each target's σ so that held-out errors match it: s² = mean(((y - μ) / σ)²) over molecules
+        ``idx`` (the validation set). The variance head learns from training residuals, which are smaller than
+        held-out errors, so without this the σ would be too small."""
+        self.sigma_scale = np.ones(len(self.config["targets"]))
+        mean, std = self.predict_rep(rep, idx)
+        z2 = ((np.asarray(y) - mean) / std) ** 2
+        for k in range(z2.shape[1]):
+            ok = np.isfinite(z2[:, k])
+            if ok.sum() >= 10:
+                self.sigma_scale[k] = float(np.sqrt(z2[ok, k].mean()))
+        return self.sigma_scale
 
     # --- predict -----------------------------------------------------------------------------------
     def predict_rep(self, rep, idx=None):
@@ -106,7 +122,7 @@ class PropertyModel:
             mu_s, var_s = np.mean(mus, 0), np.mean(vars_, 0) + (np.var(mus, 0) if len(mus) > 1 else 0.0)
             y, var = self.scaler.inverse(mu_s, rep.counts[ok], var_s)
             pos = np.searchsorted(idx, ok) if np.all(np.diff(idx) >= 0) else np.nonzero(rep.valid[idx])[0]
-            mean[pos], std[pos] = y, np.sqrt(var)
+            mean[pos], std[pos] = y, np.sqrt(var) * self.sigma_scale
         return mean, std
 
     def predict(self, data):
@@ -141,6 +157,7 @@ class PropertyModel:
             sd = {n: p.detach().contiguous() for n, p in net.state_dict().items()}
             atomic_write(path / f"member_{k}.safetensors", lambda tmp, sd=sd: save_file(sd, tmp))
         cfg = dict(self.config, units={t: unit(t) for t in self.config["targets"]}, scaler=self.scaler.to_dict(),
+                   sigma_scale=[float(v) for v in self.sigma_scale],
                    domain=self.domain, in_dim=self._in_dim_from_nets(), elprop_version=__version__,
                    torch_version=torch.__version__, saved=time.strftime("%Y-%m-%d %H:%M:%S"))
         if extra:
@@ -169,6 +186,7 @@ class PropertyModel:
                 cfg.get("seed", 0))
         m.scaler = TargetScaler.from_dict(cfg["scaler"])
         m.domain = cfg.get("domain", {})
+        m.sigma_scale = np.asarray(cfg.get("sigma_scale", np.ones(len(m.config["targets"]))), dtype=np.float64)
         m.saved_config = cfg
         files = sorted(path.glob("member_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
         if not files:

@@ -82,12 +82,21 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
             with open(hp) as fh:
                 hist += [dict(member=k, **row) for row in csv.DictReader(fh)]
     write_csv(run_dir / "history.csv", hist)
-    card = model_card(est, config, rows, wall, card_extra)
+    # training time from the members' histories, so a resumed run reports all of it, not just the last call
+    train_s = sum(float(h[-1]["time_s"]) for h in _by_member(hist)) if hist else wall
+    card = model_card(est, config, rows, train_s, card_extra)
     est.save(run_dir / "model", card=card, extra={"split_seed": seed, "data": ds.source})
     return est, rows
 
 
-def model_card(est: PropertyModel, config: dict, rows, wall_s: float, extra: str = "") -> str:
+def _by_member(hist):
+    members = {}
+    for row in hist:
+        members.setdefault(row["member"], []).append(row)
+    return list(members.values())
+
+
+def model_card(est: PropertyModel, config: dict, rows, train_s: float, extra: str = "") -> str:
     import torch
 
     from elprop import __version__
@@ -100,8 +109,11 @@ def model_card(est: PropertyModel, config: dict, rows, wall_s: float, extra: str
              f"- family: {config['model']}, feature set: {config['features']}, width {config['dim']}, "
              f"{config['layers']} layers, ensemble of {config['ensemble']}",
              f"- training: batch {config['batch_size']}, lr {config['lr']}, epochs <= {config['epochs']}, "
-             f"time budget {config['time_budget_s']} s; wall time of this fit {wall_s:.0f} s on {config['machine']}",
-             "- uncertainty: mean-variance head (aleatoric)" + (" + ensemble spread" if config["ensemble"] > 1 else ""),
+             f"time budget {config['time_budget_s']} s; training time {train_s:.0f} s on {config['machine']}",
+             "- uncertainty: mean-variance head (aleatoric)" + (" + ensemble spread" if config["ensemble"] > 1 else "")
+             + ", σ rescaled per target on the validation set (scale "
+             + ", ".join(f"{t} {v:.2f}" for t, v in zip(config["targets"], est.sigma_scale)) + "); "
+             "'1σ coverage' is the fraction of molecules whose error is within ±1σ (0.68 for a calibrated Gaussian)",
              "", "## Metrics", "", "| split | target | unit | n | MAE | RMSE | R² | 1σ coverage |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
