@@ -103,7 +103,7 @@ def _flag_unseen_elements(model, rep, ds):
         else:
             mol = Chem.MolFromSmiles(str(ds.smiles[i]))
             zs = {a.GetAtomicNum() for a in mol.GetAtoms()} if mol is not None else set()
-        bad = sorted(zs - seen - {1} if 1 in seen else zs - seen)
+        bad = sorted(zs - seen)
         if bad:
             rep.valid[i] = False
             rep.errors[i] = (f"{m.name or ds.smiles[i]}: element(s) {', '.join(SYMBOLS[z] for z in bad)} "

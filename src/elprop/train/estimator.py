@@ -121,7 +121,7 @@ class PropertyModel:
             mus, vars_ = zip(*(predict_scaled(net, rep, ok) for net in self.nets))
             mu_s, var_s = np.mean(mus, 0), np.mean(vars_, 0) + (np.var(mus, 0) if len(mus) > 1 else 0.0)
             y, var = self.scaler.inverse(mu_s, rep.counts[ok], var_s)
-            pos = np.searchsorted(idx, ok) if np.all(np.diff(idx) >= 0) else np.nonzero(rep.valid[idx])[0]
+            pos = np.nonzero(rep.valid[idx])[0]  # rows of idx that hold the valid molecules ok
             mean[pos], std[pos] = y, np.sqrt(var) * self.sigma_scale
         return mean, std
 
