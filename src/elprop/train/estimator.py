@@ -65,9 +65,11 @@ class PropertyModel:
 
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, ds: Dataset, split: dict, out_dir, *, epochs=100, time_budget=None, batch_size=128, lr=1e-3,
-            progress=True, log=print):
+            progress=True, log=print, rep=None):
+        """Train on ``split['train']`` (validation on ``split['val']``); ``rep`` is ``self.represent(ds)`` if the
+        caller already has it."""
         torch.manual_seed(self.config["seed"])
-        rep = self.represent(ds)
+        rep = self.represent(ds) if rep is None else rep
         y = np.column_stack([ds.target(t) for t in self.config["targets"]])
         valid = rep.valid & np.isfinite(y).any(1)
         tr = np.array([i for i in split["train"] if valid[i]], dtype=np.int64)

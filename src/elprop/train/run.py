@@ -64,10 +64,10 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     est = PropertyModel(model, targets, features, dim, layers, ensemble, seed)
     t0 = time.time()
-    est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
+    rep = est.represent(ds)  # once, for training and for the evaluation below
+    est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr, rep=rep,
             progress=progress, log=log)
     wall = time.time() - t0
-    rep = est.represent(ds)
     rows = []
     for name in ("val", "test"):
         if len(sp.get(name, [])):
