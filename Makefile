@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench bench-density devset clean
+DEV ?= benchmarks/out/dev.zarr
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_CPU)" || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,bench]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,6 +29,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/qm9_budget.py
+
+# the development density store (300 QM9 molecules, PBE/def2-SVP; about 20 min on 2 cores); resumable
+devset: $(STAMP)
+	$(BIN)/elprop density devset --out $(DEV) --n 300
+
+bench-density: devset
+	$(BIN)/python benchmarks/density_store.py --dev-store $(DEV)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -48,9 +48,10 @@ def test_save_load_roundtrip_same_predictions(tiny_model, tmp_path):
     assert not any(p.suffix in (".pkl", ".pt") for p in (tmp_path / "m").iterdir())
 
 
-def test_resume_after_kill_continues_not_restarts(qm9_small, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_kill_continues_not_restarts(qm9_small, tmp_path, ema):
     """Kill a 4-epoch run during epoch 3, rerun the same call: it resumes at epoch 3 and ends where an
-    uninterrupted run ends."""
+    uninterrupted run ends (also with a moving average of the weights, which the checkpoint must carry)."""
     gs = featurize_smiles(list(qm9_small.smiles[:300]), "ecfp")
     y = qm9_small.target("gap")[:300, None]
     y = (y - y.mean()) / y.std()
@@ -66,7 +67,7 @@ def test_resume_after_kill_continues_not_restarts(qm9_small, tmp_path):
     def killer(msg):
         if msg.startswith("epoch 3:"):
             raise Killed  # as if the process died after epoch 3's work but before its checkpoint
-    kw = dict(epochs=4, batch_size=50, progress=False)
+    kw = dict(epochs=4, batch_size=50, progress=False, ema=ema)
     with pytest.raises(Killed):
         train_network(net(), gs, y, tr, va, tmp_path / "a", log=killer, **kw)
     logs = []
@@ -76,6 +77,23 @@ def test_resume_after_kill_continues_not_restarts(qm9_small, tmp_path):
     _, fresh = train_network(net(), gs, y, tr, va, tmp_path / "b", log=lambda *a: None, **kw)
     assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
     assert [r["val_l1_scaled"] for r in resumed] == pytest.approx([r["val_l1_scaled"] for r in fresh], rel=1e-4)
+    if ema:  # validation used the averaged weights, which differ from the raw ones
+        raw = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+        assert any(not torch.equal(raw["model"][k], raw["ema"][k]) for k in raw["model"])
+
+
+def test_dropout_model_saves_and_predicts_deterministically(qm9_small, tmp_path):
+    ds = qm9_small.subset(np.arange(300))
+    est = PropertyModel("bondgraph", ["gap"], "element", dim=16, layers=1, dropout=0.2)
+    est.fit(ds, {"train": np.arange(250), "val": np.arange(250, 300)}, tmp_path / "ck", epochs=1,
+            weight_decay=1e-2, progress=False, log=lambda *a: None)
+    est.save(tmp_path / "m")
+    back = PropertyModel.load(tmp_path / "m")
+    assert back.config["dropout"] == 0.2 and any(isinstance(m, torch.nn.Dropout) and m.p == 0.2
+                                                 for m in back.nets[0].modules())
+    a, _, _ = est.predict(["CCO", "c1ccccc1"])
+    b, _, _ = back.predict(["CCO", "c1ccccc1"])
+    assert np.array_equal(a, b)  # dropout is off at inference
 
 
 def test_ensemble_uncertainty_includes_spread(qm9_small, tmp_path):

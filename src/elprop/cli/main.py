@@ -11,12 +11,14 @@ EPILOG = """examples:
   elprop data info qm9                           counts, targets and units of the embedded QM9
   elprop train --data qm9 --targets gap --limit 5000 --epochs 5 --name quick
   elprop evaluate --model runs/quick/model --data qm9 --split-file runs/quick/split.json --split test
+  elprop density generate --data qm9 --kind dft --subset 0:100 --out qm9.zarr    DFT densities (PySCF)
+  elprop density info qm9.zarr                   counts, failures, storage, DFT vs QM9 labels
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     from elprop import __version__
-    from elprop.cli import data_cmd, predict_cmd, train_cmd
+    from elprop.cli import data_cmd, density_cmd, predict_cmd, train_cmd
 
     p = argparse.ArgumentParser(prog="elprop", description="Instant predictions of electronic properties of "
                                 "molecules, learned from DFT data (QM9).", epilog=EPILOG,
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_train_parser(sub)
     train_cmd.add_evaluate_parser(sub)
     predict_cmd.add_parser(sub)
+    density_cmd.add_parser(sub)
     return p
 
 

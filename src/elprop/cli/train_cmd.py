@@ -63,6 +63,11 @@ def add_train_parser(sub):
     p.add_argument("--time-budget", type=float, help="training time budget in seconds (summed over resumes)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine-decayed (default: 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay (default: 1e-5)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout after each message-passing update and before the readout MLP (default: 0)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="exponential moving average of the weights, decay per step (e.g. 0.999; default: 0, off)")
     p.add_argument("--limit", type=int, help="use only the first N molecules of a seeded shuffle (quick runs)")
     p.add_argument("--exclude", help="file of QM9 indices to drop (e.g. uncharacterized.txt)")
     p.add_argument("--smiles-column", help="SMILES column of a CSV (default: a column named smiles)")
@@ -99,6 +104,7 @@ def run_train(args) -> int:
                         dim=args.dim, layers=args.layers, ensemble=args.ensemble, split=args.split,
                         split_file=args.split_file, n_train=n_train, n_val=n_val, seed=args.seed,
                         epochs=args.epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
+                        weight_decay=args.weight_decay, dropout=args.dropout, ema=args.ema,
                         progress=not args.no_progress, parent_index=parent_index)
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")

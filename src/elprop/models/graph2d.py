@@ -16,27 +16,28 @@ from elprop.models.readout import Readout
 
 
 class PairLayer(nn.Module):
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, dropout: float = 0.0):
         super().__init__()
         self.filt = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.src = nn.Linear(dim, dim)
         self.upd = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, h, code_emb, codes, pair_mask):
         w = nn.functional.embedding(codes, self.filt(code_emb)) * pair_mask.unsqueeze(-1)  # [B,N,N,D]
         msg = (w * self.src(h).unsqueeze(1)).sum(2)
-        return self.norm(h + self.upd(torch.cat([h, msg], -1)))
+        return self.norm(h + self.drop(self.upd(torch.cat([h, msg], -1))))
 
 
 class BondGraphNet(nn.Module):
-    def __init__(self, in_dim: int, extensive: list[bool], dim: int = 128, layers: int = 4):
+    def __init__(self, in_dim: int, extensive: list[bool], dim: int = 128, layers: int = 4, dropout: float = 0.0):
         super().__init__()
         self.embed = nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.bond_emb = nn.Embedding(N_BOND_CODES, dim)
         self.dist_emb = nn.Embedding(N_DIST_CODES, dim)
-        self.layers = nn.ModuleList(PairLayer(dim) for _ in range(layers))
-        self.readout = Readout(dim, extensive)
+        self.layers = nn.ModuleList(PairLayer(dim, dropout) for _ in range(layers))
+        self.readout = Readout(dim, extensive, dropout)
 
     def forward(self, batch):
         mask = batch["mask"]

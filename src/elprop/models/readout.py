@@ -16,8 +16,9 @@ def mlp(d_in, d_hidden, d_out, act=nn.SiLU):
 
 
 class Readout(nn.Module):
-    def __init__(self, dim: int, extensive: list[bool]):
+    def __init__(self, dim: int, extensive: list[bool], dropout: float = 0.0):
         super().__init__()
+        self.drop = nn.Dropout(dropout)
         t = len(extensive)
         self.register_buffer("ext", torch.tensor(extensive, dtype=torch.float32))
         self.atom = mlp(dim, dim, t)
@@ -28,7 +29,7 @@ class Readout(nn.Module):
         n = m.sum(1).clamp(min=1)
         mean = (h * m).sum(1) / n
         mx = h.masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
-        g = self.graph(torch.cat([mean, mx], -1))
+        g = self.graph(self.drop(torch.cat([mean, mx], -1)))
         t = self.ext.shape[0]
         y_int, s = g[:, :t], g[:, t:]
         y_ext = (self.atom(h) * m).sum(1)

@@ -11,9 +11,10 @@ MODELS = {
 }
 
 
-def build_model(name: str, extensive: list[bool], in_dim: int | None = None, dim: int = 128, layers: int = 4):
+def build_model(name: str, extensive: list[bool], in_dim: int | None = None, dim: int = 128, layers: int = 4,
+                dropout: float = 0.0):
     if name == "bondgraph":
-        return BondGraphNet(in_dim, extensive, dim=dim, layers=layers)
+        return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout)
     if name == "schnet":
-        return SchNet(extensive, dim=dim, layers=layers)
+        return SchNet(extensive, dim=dim, layers=layers, dropout=dropout)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")

@@ -38,14 +38,14 @@ class Interaction(nn.Module):
 
 class SchNet(nn.Module):
     def __init__(self, extensive: list[bool], dim: int = 128, layers: int = 4, n_rbf: int = 50,
-                 cutoff: float = 6.0, max_z: int = 100):
+                 cutoff: float = 6.0, max_z: int = 100, dropout: float = 0.0):
         super().__init__()
         self.cutoff = cutoff
         self.embed = nn.Embedding(max_z, dim, padding_idx=0)
         self.register_buffer("centers", torch.linspace(0.0, cutoff, n_rbf))
         self.gamma = 0.5 / float(self.centers[1] - self.centers[0]) ** 2
         self.layers = nn.ModuleList(Interaction(dim, n_rbf) for _ in range(layers))
-        self.readout = Readout(dim, extensive)
+        self.readout = Readout(dim, extensive, dropout)
 
     def forward(self, batch):
         z, pos, mask = batch["z"], batch["pos"], batch["mask"]

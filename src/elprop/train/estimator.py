@@ -22,7 +22,8 @@ from elprop.train.scaling import TargetScaler
 
 class PropertyModel:
     def __init__(self, model: str = "bondgraph", targets=("homo", "lumo", "gap"), features: str = "extended",
-                 dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0):
+                 dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0,
+                 dropout: float = 0.0):
         if model not in MODELS:
             raise InputError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
         for t in targets:
@@ -31,7 +32,7 @@ class PropertyModel:
         if features not in FEATURE_SETS:
             raise InputError(f"unknown feature set {features!r}; known: {', '.join(FEATURE_SETS)}")
         self.config = {"model": model, "targets": list(targets), "features": features, "dim": dim,
-                       "layers": layers, "ensemble": ensemble, "seed": seed}
+                       "layers": layers, "ensemble": ensemble, "seed": seed, "dropout": dropout}
         self.nets: list[torch.nn.Module] = []
         self.scaler: TargetScaler | None = None
         self.domain: dict = {}
@@ -58,14 +59,14 @@ class PropertyModel:
     def _new_net(self, in_dim):
         ext = [TARGETS[t].extensive for t in self.config["targets"]]
         return build_model(self.config["model"], ext, in_dim=in_dim, dim=self.config["dim"],
-                           layers=self.config["layers"])
+                           layers=self.config["layers"], dropout=self.config.get("dropout", 0.0))
 
     def _in_dim(self, rep):
         return rep.x.shape[-1] if self.representation == "graph" else None
 
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, ds: Dataset, split: dict, out_dir, *, epochs=100, time_budget=None, batch_size=128, lr=1e-3,
-            progress=True, log=print, rep=None):
+            weight_decay=1e-5, ema=0.0, progress=True, log=print, rep=None):
         """Train on ``split['train']`` (validation on ``split['val']``); ``rep`` is ``self.represent(ds)`` if the
         caller already has it."""
         torch.manual_seed(self.config["seed"])
@@ -88,7 +89,9 @@ class PropertyModel:
                 log(f"ensemble member {k + 1}/{self.config['ensemble']}")
             from elprop.train.loop import train_network
             train_network(net, rep, y_s, tr, va, Path(out_dir) / f"member_{k}", epochs=epochs,
-                          time_budget=per_member, batch_size=batch_size, lr=lr, seed=self.config["seed"] + k,
+                          time_budget=per_member, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                          ema=ema,
+                          seed=self.config["seed"] + k,
                           progress=progress, log=log)
             self.nets.append(net)
         if len(va):
@@ -185,7 +188,7 @@ class PropertyModel:
         except ValueError as e:
             raise InputError(f"{cfg_path}: malformed config ({e})") from None
         m = cls(cfg["model"], cfg["targets"], cfg["features"], cfg["dim"], cfg["layers"], cfg["ensemble"],
-                cfg.get("seed", 0))
+                cfg.get("seed", 0), cfg.get("dropout", 0.0))
         m.scaler = TargetScaler.from_dict(cfg["scaler"])
         m.domain = cfg.get("domain", {})
         m.sigma_scale = np.asarray(cfg.get("sigma_scale", np.ones(len(m.config["targets"]))), dtype=np.float64)

@@ -46,19 +46,27 @@ def _save_ckpt(path: Path, state: dict):
 
 
 def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epochs: int = 100,
-                  time_budget: float | None = None, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                  time_budget: float | None = None, batch_size: int = 128, lr: float = 1e-3,
+                  weight_decay: float = 1e-5, ema: float = 0.0, seed: int = 0,
                   ckpt_every_s: float = 120.0, progress: bool = True, log=print):
-    """Train ``net`` in place; returns (best state_dict, history rows). Resumes from ``out_dir/last.pt``."""
+    """Train ``net`` in place; returns (best state_dict, history rows). Resumes from ``out_dir/last.pt``.
+
+    ``ema`` > 0 keeps an exponential moving average of the weights (decay ``ema`` per step, with the usual
+    warm-up min(ema, (1 + t) / (10 + t))); validation, the best checkpoint and the returned weights use it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-5)
-    state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best": math.inf, "history": []}
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best": math.inf, "history": [], "t": 0}
+    avg = {k: v.detach().clone() for k, v in net.state_dict().items()} if ema > 0 else None
     last = out_dir / "last.pt"
     if last.exists():
         ck = torch.load(last, weights_only=False, map_location="cpu")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
+        state.setdefault("t", 0)
+        if avg is not None and ck.get("ema") is not None:
+            avg = ck["ema"]
         log(f"resuming from {last}: epoch {state['epoch'] + 1}, step {state['step']}, "
             f"{state['elapsed']:.0f} s of training done")
     best_path = out_dir / "best.pt"
@@ -67,7 +75,26 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
     t_last_ckpt = time.time()
 
     def checkpoint():
-        _save_ckpt(last, {"model": net.state_dict(), "opt": opt.state_dict(), "state": state})
+        _save_ckpt(last, {"model": net.state_dict(), "opt": opt.state_dict(), "state": state, "ema": avg})
+
+    def ema_update():
+        d = min(ema, (1 + state["t"]) / (10 + state["t"]))
+        with torch.no_grad():
+            for k, v in net.state_dict().items():
+                if v.dtype.is_floating_point:
+                    avg[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                else:
+                    avg[k].copy_(v)
+
+    class _Swapped:  # evaluate with the averaged weights, then put the raw ones back
+        def __enter__(self):
+            self.raw = {k: v.detach().clone() for k, v in net.state_dict().items()} if avg is not None else None
+            if avg is not None:
+                net.load_state_dict(avg)
+
+        def __exit__(self, *exc):
+            if self.raw is not None:
+                net.load_state_dict(self.raw)
 
     def fraction_done():
         f = state["epoch"] / epochs if epochs else 0.0
@@ -99,6 +126,9 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
+            state["t"] += 1
+            if avg is not None:
+                ema_update()
             losses.append(l1.item())
             state["step"] += 1
             state["elapsed"] += time.time() - t0
@@ -112,7 +142,9 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
                 stopped = True
                 break
         t_val = time.time()
-        mu_v, _ = predict_scaled(net, rep, val_idx)
+        with _Swapped():
+            mu_v, _ = predict_scaled(net, rep, val_idx)
+        val_state = {k: v.clone() for k, v in avg.items()} if avg is not None else None
         err = np.abs(mu_v - y_scaled[val_idx])
         val = float(np.nanmean(err)) if len(val_idx) else float(np.mean(losses))
         state["elapsed"] += time.time() - t_val  # the budget covers validation too, as a wall-clock budget
@@ -122,7 +154,7 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
         state["history"].append(row)
         if val < state["best"]:
             state["best"] = val
-            _save_ckpt(best_path, net.state_dict())
+            _save_ckpt(best_path, val_state if val_state is not None else net.state_dict())
         log(f"epoch {row['epoch']}: train {row['train_l1_scaled']:.4f}  val {val:.4f} (scaled L1)  "
             f"{state['elapsed']:.0f} s")
         state["epoch"] += 1 if not stopped else 0

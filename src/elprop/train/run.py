@@ -32,7 +32,8 @@ def evaluate(model: PropertyModel, ds: Dataset, idx, split_name: str, plot_dir=N
 
 def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo", "gap"), features="extended",
               dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
-              epochs=100, time_budget=None, batch_size=128, lr=1e-3, progress=True, log=print, card_extra="",
+              epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
+              progress=True, log=print, card_extra="",
               parent_index=None):
     """Train and evaluate, writing ``run_dir``. ``parent_index`` (sorted) maps the rows of ``ds`` to a larger data
     set it was cut from (``--limit``): split.json then holds indices of that larger set, so ``elprop evaluate``
@@ -59,13 +60,15 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     config = dict(model=model, targets=list(targets), units={t: unit(t) for t in targets}, features=features, dim=dim,
                   layers=layers, ensemble=ensemble, split=split, split_file=str(split_file) if split_file else None,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
-                  epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, data=ds.source,
+                  epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                  dropout=dropout, ema=ema, data=ds.source,
                   n_molecules=len(ds), machine=f"{platform.machine()} {platform.processor()}".strip())
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed)
+    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout)
     t0 = time.time()
     rep = est.represent(ds)  # once, for training and for the evaluation below
-    est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr, rep=rep,
+    est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, ema=ema, rep=rep,
             progress=progress, log=log)
     wall = time.time() - t0
     rows = []
@@ -108,7 +111,8 @@ def model_card(est: PropertyModel, config: dict, rows, train_s: float, extra: st
              "", "## Model",
              f"- family: {config['model']}, feature set: {config['features']}, width {config['dim']}, "
              f"{config['layers']} layers, ensemble of {config['ensemble']}",
-             f"- training: batch {config['batch_size']}, lr {config['lr']}, epochs <= {config['epochs']}, "
+             f"- training: batch {config['batch_size']}, lr {config['lr']}, weight decay "
+             f"{config.get('weight_decay', 1e-5)}, dropout {config.get('dropout', 0.0)}, epochs <= {config['epochs']}, "
              f"time budget {config['time_budget_s']} s; training time {train_s:.0f} s on {config['machine']}",
              "- uncertainty: mean-variance head (aleatoric)" + (" + ensemble spread" if config["ensemble"] > 1 else "")
              + ", σ rescaled per target on the validation set (scale "
