@@ -82,7 +82,8 @@ def run_elprop(out: Path, budget, args):
     d = out / "elprop"
     cmd = [sys.executable, "-m", "elprop.cli.main", "train", "--data", out / "data.csv", "--targets", ",".join(TARGETS),
            "--split", "file", "--split-file", out / "split.json", "--time-budget", budget, "--epochs", 100000,
-           "--dim", args.elprop_dim, "--layers", 4, "--name", "run", "--runs-dir", d, "--no-progress"]
+           "--dim", args.elprop_dim, "--layers", 4, "--name", "run", "--runs-dir", d, "--no-progress",
+           *args.elprop_args.split()]
     wall = sh(cmd, out / "elprop.log")
     rows = list(csv.DictReader(open(d / "run" / "metrics.csv")))
     return {LABEL[r["target"]]: float(r["mae"]) for r in rows if r["split"] == "test"}, wall
@@ -163,6 +164,8 @@ def main():
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--elprop-dim", type=int, default=256)
+    ap.add_argument("--elprop-args", default="--dropout 0.1 --weight-decay 1e-2 --ema 0.999",
+                    help="extra `elprop train` options (default: the regularisation used for the recorded results)")
     ap.add_argument("--throughput-n", type=int, default=5000)
     ap.add_argument("--peers-venv", default=os.path.expanduser("~/.cache/elprop/peers-venv"))
     ap.add_argument("--skip", default="", help="comma-separated: chemprop,schnetpack,throughput")

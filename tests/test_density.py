@@ -213,6 +213,13 @@ def test_generate_through_dask_local_cluster_matches_in_process(tmp_path, qm9):
     assert s["computed"] == 40 and s["failed"] == 0
     for k in (0, 17, 39):
         assert np.array_equal(a.read(k, ["potential"]), b.read(k, ["potential"]))
+    # an existing cluster, by scheduler address (as with dask-jobqueue on SLURM)
+    from dask.distributed import LocalCluster
+    c = _store(tmp_path, qm9, idx, name="c.zarr")
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        s = generate(c, "potential", p, scheduler=cluster.scheduler_address, progress=False, log=lambda *x: None)
+    assert s["computed"] == 40
+    assert np.array_equal(a.read(39, ["potential"]), c.read(39, ["potential"]))
 
 
 def _gen_cmd(out, kind, subset, *extra):

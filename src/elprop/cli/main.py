@@ -18,7 +18,7 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from elprop import __version__
-    from elprop.cli import data_cmd, density_cmd, predict_cmd, train_cmd
+    from elprop.cli import data_cmd, density_cmd, predict_cmd, predict_density_cmd, train_cmd
 
     p = argparse.ArgumentParser(prog="elprop", description="Instant predictions of electronic properties of "
                                 "molecules, learned from DFT data (QM9).", epilog=EPILOG,
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_evaluate_parser(sub)
     predict_cmd.add_parser(sub)
     density_cmd.add_parser(sub)
+    predict_density_cmd.add_parser(sub)
     return p
 
 

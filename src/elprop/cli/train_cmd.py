@@ -20,6 +20,10 @@ def _load(args):
     from elprop.data.qm9 import load_qm9
     from elprop.data.readers import read_any
 
+    if getattr(args, "density_store", None):
+        from elprop.density.volumes import store_dataset
+        return store_dataset(args.density_store)
+
     if args.data == "qm9" or getattr(args, "exclude", None):
         return load_qm9(None if args.data == "qm9" else args.data, exclude=getattr(args, "exclude", None))
     kw = {}
@@ -48,6 +52,12 @@ def add_train_parser(sub):
                                                               "see `elprop data info qm9`")
     p.add_argument("--model", default="bondgraph", choices=sorted(MODELS),
                    help="bondgraph: 2D graph from SMILES; schnet: 3D distances (needs coordinates)")
+    p.add_argument("--density-store", help="a density store (elprop density generate); the data of volumetric "
+                                           "models such as cnn3d, whose records and targets it holds")
+    p.add_argument("--channels",
+                   help="density kinds stacked as input channels (cnn3d default: dft; hk-unet default: "
+                        "promolecular; e.g. promolecular,potential)")
+    p.add_argument("--device-memory", help="with cnn3d: report the largest batch that fits this memory (e.g. 80GiB)")
     p.add_argument("--features", default="extended", choices=sorted(FEATURE_SETS),
                    help="atom feature set of the bondgraph model (default: extended)")
     p.add_argument("--dim", type=int, default=128, help="hidden width (default: 128)")
@@ -90,6 +100,15 @@ def run_train(args) -> int:
     for name in ("epochs", "batch_size", "dim", "layers", "ensemble"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    from elprop.models import MODELS
+    rep = MODELS[args.model]["representation"]
+    if rep in ("volume", "density-map"):
+        if not args.density_store:
+            raise InputError(f"--model {args.model} trains on density grids: give --density-store STORE")
+        args.channels = args.channels or ("dft" if rep == "volume" else "promolecular")
+        _report_memory(args)
+    if rep == "density-map":
+        return _run_hk(args)
     ds = _load(args)
     parent_index = None
     if args.limit:
@@ -105,6 +124,7 @@ def run_train(args) -> int:
                         split_file=args.split_file, n_train=n_train, n_val=n_val, seed=args.seed,
                         epochs=args.epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
                         weight_decay=args.weight_decay, dropout=args.dropout, ema=args.ema,
+                        channels=_targets(args.channels) if args.channels else None,
                         progress=not args.no_progress, parent_index=parent_index)
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
@@ -116,6 +136,55 @@ def print_metrics(rows):
     for r in rows:
         print(f"{r['split']:<6} {r['target']:<9} {r['unit']:<8} {r['n']:>7} {r['mae']:>10.4f} {r['rmse']:>10.4f} "
               f"{r['r2']:>7.4f}")
+
+
+def _run_hk(args) -> int:
+    from elprop.train.density_run import hk_train_run
+    name = args.name or f"{args.model}-{args.channels.replace(',', '-')}"
+    run_dir = Path(args.runs_dir) / name
+    print(f"run {run_dir}: {args.model} on {args.density_store}, inputs {args.channels} -> DFT density")
+    n_train = int(args.n_train) if args.n_train > 1 else args.n_train
+    n_val = int(args.n_val) if args.n_val > 1 else args.n_val
+    widths = tuple(max(8, args.dim >> (args.layers - 1 - k)) for k in range(args.layers))
+    _, rows = hk_train_run(args.density_store, run_dir, channels=_targets(args.channels), widths=widths,
+                           split=args.split, split_file=args.split_file, n_train=n_train, n_val=n_val,
+                           seed=args.seed, epochs=args.epochs, time_budget=args.time_budget,
+                           batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, ema=args.ema,
+                           progress=not args.no_progress)
+    print(f"{'split':<6} {'metric':<24} {'unit':<4} {'model':>10} {'promolecular':>13} {'ratio':>7}")
+    for r in rows:
+        print(f"{r['split']:<6} {r['metric']:<24} {r['unit']:<4} {r['model']:>10.4f} {r['promolecular']:>13.4f} "
+              f"{r['ratio']:>7.3f}")
+    print(f"saved model: {run_dir / 'model'}; density slice: {run_dir / 'plots'}")
+    return 0
+
+
+def _report_memory(args):
+    """Print the volumetric model's parameter and activation memory per sample, and the largest batch for
+    --device-memory."""
+    from elprop.data.units import TARGETS
+    from elprop.density.store import DensityStore
+    from elprop.models import build_model
+    from elprop.models.cnn3d import memory_estimate, parse_bytes
+    n = int(DensityStore(args.density_store).grid_params["shape"])
+    ch = _targets(args.channels)
+    if not ch:
+        raise __import__("elprop.data.dataset", fromlist=["InputError"]).InputError("--channels is empty")
+    net = build_model(args.model, [TARGETS[t].extensive if t in TARGETS else False for t in args.targets_list],
+                      in_dim=len(ch), dim=args.dim, layers=args.layers, dropout=args.dropout)
+    try:
+        mem = parse_bytes(args.device_memory) if args.device_memory else None
+    except ValueError as e:
+        raise __import__("elprop.data.dataset", fromlist=["InputError"]).InputError(str(e)) from None
+    est = memory_estimate(net, (len(ch), n, n, n), mem)
+    line = (f"memory: {est['parameters']:,} parameters ({est['parameter_bytes'] / 2 ** 20:.1f} MiB with gradients "
+            f"and Adam state); activations {est['activation_bytes_per_sample'] / 2 ** 20:.1f} MiB per sample "
+            f"at {len(ch)}x{n}³; batch {args.batch_size} needs "
+            f"{(est['parameter_bytes'] + args.batch_size * est['activation_bytes_per_sample']) / 2 ** 30:.2f} GiB")
+    if mem:
+        line += f"; largest batch in {args.device_memory}: {est['max_batch']}"
+    print(line)
+    return est
 
 
 def add_evaluate_parser(sub):

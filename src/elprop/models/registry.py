@@ -1,6 +1,7 @@
 """Model families: name -> (builder, representation). A new family is a module plus one entry here."""
 from __future__ import annotations
 
+from elprop.models.cnn3d import PropertyCNN
 from elprop.models.graph2d import BondGraphNet
 from elprop.models.schnet import SchNet
 
@@ -8,6 +9,9 @@ from elprop.models.schnet import SchNet
 MODELS = {
     "bondgraph": {"representation": "graph", "description": "dense 2D bond-graph network over RDKit features"},
     "schnet": {"representation": "points", "description": "SchNet continuous-filter convolutions over 3D distances"},
+    "cnn3d": {"representation": "volume", "description": "residual Inception/SE 3D CNN over density grids"},
+    "hk-unet": {"representation": "density-map",
+                "description": "3D U-Net from promolecular/potential grids to the DFT density (Hohenberg-Kohn map)"},
 }
 
 
@@ -15,6 +19,12 @@ def build_model(name: str, extensive: list[bool], in_dim: int | None = None, dim
                 dropout: float = 0.0):
     if name == "bondgraph":
         return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout)
+    if name == "cnn3d":  # in_dim: input channels; widths double per stage up to dim
+        widths = tuple(max(8, dim >> (layers - 1 - k)) for k in range(layers))
+        return PropertyCNN(in_dim, len(extensive), widths=widths, dropout=dropout)
+    if name == "hk-unet":
+        from elprop.models.hk import HKMap
+        return HKMap(in_dim, widths=tuple(max(8, dim >> (layers - 1 - k)) for k in range(layers)))
     if name == "schnet":
         return SchNet(extensive, dim=dim, layers=layers, dropout=dropout)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")

@@ -23,7 +23,7 @@ from elprop.train.scaling import TargetScaler
 class PropertyModel:
     def __init__(self, model: str = "bondgraph", targets=("homo", "lumo", "gap"), features: str = "extended",
                  dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, channels=None):
         if model not in MODELS:
             raise InputError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
         for t in targets:
@@ -33,6 +33,10 @@ class PropertyModel:
             raise InputError(f"unknown feature set {features!r}; known: {', '.join(FEATURE_SETS)}")
         self.config = {"model": model, "targets": list(targets), "features": features, "dim": dim,
                        "layers": layers, "ensemble": ensemble, "seed": seed, "dropout": dropout}
+        if self.representation == "volume":
+            if not channels:
+                raise InputError(f"model {model!r} needs input channels (density kinds, e.g. dft,promolecular)")
+            self.config["channels"] = list(channels)
         self.nets: list[torch.nn.Module] = []
         self.scaler: TargetScaler | None = None
         self.domain: dict = {}
@@ -46,6 +50,13 @@ class PropertyModel:
     def represent(self, data):
         """Dataset or list of SMILES -> GraphSet / PointSet (bad molecules flagged, not raised)."""
         from elprop.chem.graphs import dataset_graphs, dataset_points, featurize_smiles
+        if self.representation == "volume":
+            store = getattr(data, "density_store", None)
+            if store is None:
+                raise InputError(f"model {self.config['model']!r} reads density grids: give a density store "
+                                 "(elprop train/evaluate --density-store STORE)")
+            from elprop.density.volumes import VolumeSet
+            return VolumeSet(store, self.config["channels"])
         if self.representation == "graph":
             if isinstance(data, Dataset):
                 if len(data) > 5000:  # large sets are featurized once and cached
@@ -62,6 +73,8 @@ class PropertyModel:
                            layers=self.config["layers"], dropout=self.config.get("dropout", 0.0))
 
     def _in_dim(self, rep):
+        if self.representation == "volume":
+            return rep.shape[0]
         return rep.x.shape[-1] if self.representation == "graph" else None
 
     # --- fit ---------------------------------------------------------------------------------------
@@ -174,6 +187,8 @@ class PropertyModel:
 
     def _in_dim_from_nets(self):
         net = self.nets[0]
+        if hasattr(net, "stem"):
+            return net.stem.in_channels
         return net.embed[0].in_features if hasattr(net.embed, "__getitem__") else None
 
     @classmethod
@@ -188,7 +203,7 @@ class PropertyModel:
         except ValueError as e:
             raise InputError(f"{cfg_path}: malformed config ({e})") from None
         m = cls(cfg["model"], cfg["targets"], cfg["features"], cfg["dim"], cfg["layers"], cfg["ensemble"],
-                cfg.get("seed", 0), cfg.get("dropout", 0.0))
+                cfg.get("seed", 0), cfg.get("dropout", 0.0), cfg.get("channels"))
         m.scaler = TargetScaler.from_dict(cfg["scaler"])
         m.domain = cfg.get("domain", {})
         m.sigma_scale = np.asarray(cfg.get("sigma_scale", np.ones(len(m.config["targets"]))), dtype=np.float64)

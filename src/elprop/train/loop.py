@@ -24,10 +24,23 @@ def predict_scaled(net, rep, idx, batch_size: int = 512):
             mu, var = net(rep.batch(idx[s:s + batch_size]))
             mus.append(mu.numpy())
             vars_.append(var.numpy())
-    t = net.readout.ext.shape[0]
     if not mus:
+        t = net.n_targets if hasattr(net, "n_targets") else net.readout.ext.shape[0]
         return np.zeros((0, t)), np.zeros((0, t))
     return np.concatenate(mus).astype(np.float64), np.concatenate(vars_).astype(np.float64)
+
+
+def validation_loss(net, rep, idx, batch_size: int) -> float:
+    """The mean of ``net.loss``'s metric over molecules ``idx``, in eval mode (no augmentation)."""
+    net.eval()
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for s in range(0, len(idx), batch_size):
+            b = idx[s:s + batch_size]
+            _, metric = net.loss(rep.batch(b))
+            tot += float(metric) * len(b)
+            n += len(b)
+    return tot / max(n, 1)
 
 
 def loss_fn(mu, var, y):
@@ -70,7 +83,8 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
         log(f"resuming from {last}: epoch {state['epoch'] + 1}, step {state['step']}, "
             f"{state['elapsed']:.0f} s of training done")
     best_path = out_dir / "best.pt"
-    y_t = torch.from_numpy(y_scaled.astype(np.float32))
+    # y_scaled None: the batches carry their own targets and the network scores them (net.loss, e.g. the HK map)
+    y_t = None if y_scaled is None else torch.from_numpy(y_scaled.astype(np.float32))
     n_batches = max(1, len(train_idx) // batch_size)
     t_last_ckpt = time.time()
 
@@ -120,8 +134,12 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
             for g in opt.param_groups:  # cosine decay to 1% over the budget
                 g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * fraction_done())))
             bidx = perm[state["step"] * batch_size:(state["step"] + 1) * batch_size]
-            mu, var = net(rep.batch(bidx))
-            loss, l1 = loss_fn(mu, var, y_t[bidx])
+            batch = rep.batch(bidx)
+            if y_t is None:
+                loss, l1 = net.loss(batch)
+            else:
+                mu, var = net(batch)
+                loss, l1 = loss_fn(mu, var, y_t[bidx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -143,10 +161,13 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
                 break
         t_val = time.time()
         with _Swapped():
-            mu_v, _ = predict_scaled(net, rep, val_idx)
+            if y_t is None:
+                val = validation_loss(net, rep, val_idx, batch_size) if len(val_idx) else float(np.mean(losses))
+            else:
+                mu_v, _ = predict_scaled(net, rep, val_idx)
+                err = np.abs(mu_v - y_scaled[val_idx])
+                val = float(np.nanmean(err)) if len(val_idx) else float(np.mean(losses))
         val_state = {k: v.clone() for k, v in avg.items()} if avg is not None else None
-        err = np.abs(mu_v - y_scaled[val_idx])
-        val = float(np.nanmean(err)) if len(val_idx) else float(np.mean(losses))
         state["elapsed"] += time.time() - t_val  # the budget covers validation too, as a wall-clock budget
         row = {"epoch": state["epoch"] + 1, "time_s": round(state["elapsed"], 1),
                "train_l1_scaled": round(float(np.mean(losses)) if losses else float("nan"), 5),

@@ -33,7 +33,7 @@ def evaluate(model: PropertyModel, ds: Dataset, idx, split_name: str, plot_dir=N
 def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo", "gap"), features="extended",
               dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
-              progress=True, log=print, card_extra="",
+              progress=True, log=print, card_extra="", channels=None,
               parent_index=None):
     """Train and evaluate, writing ``run_dir``. ``parent_index`` (sorted) maps the rows of ``ds`` to a larger data
     set it was cut from (``--limit``): split.json then holds indices of that larger set, so ``elprop evaluate``
@@ -61,10 +61,10 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
                   layers=layers, ensemble=ensemble, split=split, split_file=str(split_file) if split_file else None,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  dropout=dropout, ema=ema, data=ds.source,
+                  dropout=dropout, ema=ema, channels=channels, data=ds.source,
                   n_molecules=len(ds), machine=f"{platform.machine()} {platform.processor()}".strip())
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout)
+    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout, channels)
     t0 = time.time()
     rep = est.represent(ds)  # once, for training and for the evaluation below
     est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,

@@ -1,0 +1,260 @@
+"""Learning the density itself (3D -> 3D): ``DensityModel`` (fit / predict / save / load) and its training run.
+
+The data are the records of a density store that have the input channels, the promolecular density and the DFT
+density. Metrics on held-out molecules, always beside the promolecular baseline (ρ_pred := ρ_pro):
+- NMAE = ∫|ρ_pred − ρ_DFT| / ∫ρ_DFT, in %;
+- the electron count ∫ρ_pred − N;
+- the dipole moment from the grid density and the nuclei, against the same from the DFT grid, in D.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elprop.data.cache import atomic_write, write_csv
+from elprop.data.dataset import InputError
+from elprop.density.store import DensityStore
+
+EA_TO_DEBYE = 1 / 0.20819434  # e·Å -> D
+
+
+class HKSet:
+    """Store records as HK batches: {"x": input channels, "pro": promolecular, "y": DFT density}."""
+
+    def __init__(self, path, channels):
+        self.path, self.channels = str(path), list(channels)
+        st = DensityStore(path)
+        need = sorted(set(self.channels) | {"promolecular", "dft"})
+        missing = [k for k in need if k not in st.kinds]
+        if missing:
+            raise InputError(f"{path}: the HK map needs {', '.join(missing)} grids too (it has "
+                             f"{', '.join(st.kinds) or 'none'})")
+        self.valid = np.zeros(len(st), bool)
+        self.valid[st.done(need)] = True
+        self._store = st
+
+    def __len__(self):
+        return len(self.valid)
+
+    def batch(self, idx):
+        st = self._store
+        x = np.stack([st.read(int(i), self.channels) for i in idx])
+        pro = np.stack([st.read(int(i), ["promolecular"]) for i in idx])
+        y = np.stack([st.read(int(i), ["dft"]) for i in idx])
+        return {"x": torch.from_numpy(x), "pro": torch.from_numpy(pro), "y": torch.from_numpy(y)}
+
+
+class DensityModel:
+    def __init__(self, channels=("promolecular",), widths=(16, 32, 64), seed: int = 0, conserve: bool = True):
+        bad = [c for c in channels if c not in ("promolecular", "potential")]
+        if bad:
+            raise InputError(f"the HK map's inputs are promolecular and/or potential grids, not {', '.join(bad)}")
+        self.config = {"model": "hk-unet", "channels": list(channels), "widths": [int(w) for w in widths],
+                       "seed": seed, "conserve": conserve}
+        self.net = None
+
+    def _new_net(self):
+        from elprop.models.hk import HKMap
+        return HKMap(len(self.config["channels"]), tuple(self.config["widths"]), conserve=self.config["conserve"])
+
+    def fit(self, store, split, out_dir, *, epochs=100, time_budget=None, batch_size=4, lr=1e-3, weight_decay=1e-5,
+            ema=0.0, progress=True, log=print):
+        from elprop.train.loop import train_network
+        st = DensityStore(store)
+        self.config["grid"] = st.grid_params
+        self.config["kinds"] = {k: st.kind_attrs(k)["params"] for k in st.kinds if k != "dft"}
+        self.config["dft_level"] = st.kind_attrs("dft").get("level_of_theory", "")
+        torch.manual_seed(self.config["seed"])
+        self.net = self._new_net()
+        rep = HKSet(store, self.config["channels"])
+        train_network(self.net, rep, None, np.asarray(split["train"]), np.asarray(split.get("val", [])),
+                      Path(out_dir), epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, ema=ema, seed=self.config["seed"], progress=progress, log=log)
+        return self
+
+    def predict_store(self, store, idx, batch_size: int = 8) -> np.ndarray:
+        """Predicted densities [M, n, n, n] (e/Å³) for records ``idx`` of a store."""
+        rep = HKSet(store, self.config["channels"])
+        self.net.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(idx), batch_size):
+                out.append(self.net(rep.batch(idx[s:s + batch_size]))[:, 0].numpy())
+        return np.concatenate(out) if out else np.zeros((0,) + (int(self.config["grid"]["shape"]),) * 3)
+
+    def input_grids(self, z, pos):
+        """(grid, inputs [C, n, n, n], promolecular [n, n, n]) for a molecule, as the store would hold them."""
+        from elprop.density.generate import compute_batch
+        from elprop.density.grid import molecule_grid
+        g = self.config["grid"]
+        grid = molecule_grid(pos, int(g["shape"]), float(g["box_A"]))
+        fields = {}
+        for kind in set(self.config["channels"]) | {"promolecular"}:
+            res = compute_batch(kind, self.config["kinds"][kind], [(0, z, pos, grid.center, grid.n, grid.spacing)])
+            if not res[0][1]["ok"]:
+                raise InputError(res[0][1].get("error", f"cannot compute the {kind} grid"))
+            fields[kind] = res[0][1]["density"]
+        return grid, np.stack([fields[c] for c in self.config["channels"]]), fields["promolecular"]
+
+    def predict_molecule(self, z, pos):
+        grid, x, pro = self.input_grids(z, pos)
+        self.net.eval()
+        with torch.no_grad():
+            rho = self.net({"x": torch.from_numpy(x)[None], "pro": torch.from_numpy(pro)[None, None]})
+        return grid, rho[0, 0].numpy()
+
+    def save(self, path, card: str | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        from elprop import __version__
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        sd = {n: p.detach().contiguous() for n, p in self.net.state_dict().items()}
+        atomic_write(path / "member_0.safetensors", lambda tmp: save_file(sd, tmp))
+        cfg = dict(self.config, elprop_version=__version__, torch_version=torch.__version__,
+                   saved=time.strftime("%Y-%m-%d %H:%M:%S"))
+        atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
+        if card is not None:
+            atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
+        return path
+
+    @classmethod
+    def load(cls, path) -> "DensityModel":
+        from safetensors.torch import load_file
+        path = Path(path)
+        try:
+            cfg = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path}: not a saved elprop model ({e})") from None
+        if cfg.get("model") != "hk-unet":
+            raise InputError(f"{path}: a {cfg.get('model')!r} model, not a density model (hk-unet)")
+        m = cls(cfg["channels"], cfg["widths"], cfg.get("seed", 0), cfg.get("conserve", True))
+        m.config.update({k: cfg[k] for k in ("grid", "kinds", "dft_level") if k in cfg})
+        m.net = m._new_net()
+        m.net.load_state_dict(load_file(path / "member_0.safetensors"))
+        m.net.eval()
+        return m
+
+
+def grid_dipole(rho: np.ndarray, grid, z, pos) -> np.ndarray:
+    """Dipole (D) of nuclei plus the electron density on a grid, about the grid centre."""
+    pts = grid.points() - grid.center
+    mu_e = -(rho.reshape(-1, 1).astype(np.float64) * pts).sum(0) * grid.voxel_volume
+    return (mu_e + (np.asarray(z, float)[:, None] * (np.asarray(pos) - grid.center)).sum(0)) * EA_TO_DEBYE
+
+
+def density_metrics(st: DensityStore, idx, pred: np.ndarray) -> list[dict]:
+    """Per-molecule metrics of predicted densities and of the promolecular baseline against DFT."""
+    rows = []
+    for k, i in enumerate(idx):
+        i = int(i)
+        g = st.grid(i)
+        z, pos = st.atoms(i)
+        dft = st.read(i, ["dft"])[0].astype(np.float64)
+        pro = st.read(i, ["promolecular"])[0].astype(np.float64)
+        mu_dft = grid_dipole(dft, g, z, pos)
+        row = {"record": i}
+        for name, rho in (("model", pred[k].astype(np.float64)), ("promolecular", pro)):
+            row[f"nmae_pct_{name}"] = 100 * np.abs(rho - dft).sum() / dft.sum()
+            row[f"electrons_err_{name}"] = rho.sum() * g.voxel_volume - int(np.sum(z))
+            row[f"dipole_err_D_{name}"] = float(np.linalg.norm(grid_dipole(rho, g, z, pos) - mu_dft))
+        rows.append(row)
+    return rows
+
+
+def slice_figure(path, st: DensityStore, i: int, pred: np.ndarray, title: str = ""):
+    """Central slice of the predicted, DFT and difference densities (and promolecular − DFT), side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    dft = st.read(i, ["dft"])[0]
+    pro = st.read(i, ["promolecular"])[0]
+    n = dft.shape[0]
+    c = int(np.argmax(dft.sum(axis=(1, 2))))  # the x-plane that holds the most charge
+    panels = [("predicted ρ", pred[c]), ("DFT ρ", dft[c]), ("predicted − DFT", pred[c] - dft[c]),
+              ("promolecular − DFT", pro[c] - dft[c])]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+    vmax = float(np.percentile(dft[c], 99.5))
+    dmax = float(np.abs(pro[c] - dft[c]).max()) or 1.0
+    extent = [0, n * st.grid(i).spacing] * 2
+    for ax, (name, img) in zip(axes, panels):
+        diff = "−" in name
+        im = ax.imshow(img.T, origin="lower", extent=extent, cmap="RdBu_r" if diff else "viridis",
+                       vmin=-dmax if diff else 0, vmax=dmax if diff else vmax)
+        ax.set_title(name + " (e/Å³)")
+        ax.set_xlabel("y (Å)")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    axes[0].set_ylabel("z (Å)")
+    fig.suptitle((title or f"record {i}") + f"; plane x index {c}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)
+
+
+def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 64), split="random",
+                 split_file=None, n_train=0.8, n_val=0.1, seed=0, epochs=100, time_budget=None, batch_size=4,
+                 lr=1e-3, weight_decay=1e-5, ema=0.0, progress=True, log=print):
+    """Train the HK map on a store and write ``run_dir`` like a property run; returns (model, metric rows)."""
+    from elprop.data.splits import load_split, make_split, save_split
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    st = DensityStore(store)
+    rep = HKSet(store, channels)
+    ok = np.nonzero(rep.valid)[0]
+    if len(ok) < 3:
+        raise InputError(f"{store}: only {len(ok)} records have promolecular and DFT grids; need at least 3")
+    split_path = run_dir / "split.json"
+    if split_path.exists():
+        sp = load_split(split_path)
+    else:
+        smiles = np.asarray(st.root["smiles"][:], dtype=object)[ok]
+        local = make_split(split, len(ok), smiles, n_train, n_val, seed, split_file)
+        sp = {k: ok[v] for k, v in local.items()}  # record indices of the store
+        save_split(sp, split_path)
+    config = dict(model="hk-unet", channels=list(channels), widths=list(widths), split=split, seed=seed,
+                  n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])),
+                  epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                  ema=ema, data=str(store), machine=f"{platform.machine()} {platform.processor()}".strip())
+    atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
+    model = DensityModel(channels, widths, seed)
+    t0 = time.time()
+    model.fit(store, sp, run_dir / "checkpoints" / "member_0", epochs=epochs, time_budget=time_budget,
+              batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress, log=log)
+    train_s = time.time() - t0
+    rows, per_mol = [], []
+    for part in ("val", "test"):
+        idx = np.asarray(sp.get(part, []), dtype=np.int64)
+        if not len(idx):
+            continue
+        pred = model.predict_store(store, idx)
+        m = density_metrics(st, idx, pred)
+        per_mol += [dict(r, split=part) for r in m]
+        for key, unit in (("nmae_pct", "%"), ("electrons_err", "e"), ("dipole_err_D", "D")):
+            a = np.array([r[f"{key}_model"] for r in m])
+            b = np.array([r[f"{key}_promolecular"] for r in m])
+            red = np.mean if key == "nmae_pct" else (lambda v: np.mean(np.abs(v)))
+            rows.append({"split": part, "metric": {"nmae_pct": "NMAE", "electrons_err": "|electron count error|",
+                                                   "dipole_err_D": "dipole error"}[key], "unit": unit,
+                         "n": len(m), "model": round(float(red(a)), 5), "promolecular": round(float(red(b)), 5),
+                         "ratio": round(float(red(a) / red(b)), 4) if red(b) else float("nan")})
+        if part == "test":
+            slice_figure(run_dir / "plots" / f"slice_record{int(idx[0])}.png", st, int(idx[0]), pred[0],
+                         f"record {int(idx[0])} ({st.root['smiles'][int(idx[0])]}), test")
+    write_csv(run_dir / "metrics.csv", rows)
+    write_csv(run_dir / "per_molecule.csv", per_mol)
+    card = "\n".join([f"# hk-unet ({', '.join(channels)} -> DFT density)", "",
+                      f"- data: {store} ({config['n_train']} train / {config['n_val']} val / {config['n_test']} test "
+                      f"records), DFT: {model.config.get('dft_level', '')}",
+                      f"- U-Net widths {list(widths)}, electron count conserved by construction",
+                      f"- training: {train_s:.0f} s, batch {batch_size}, lr {lr}, seed {seed}", "",
+                      "| split | metric | unit | model | promolecular | ratio |", "|---|---|---|---|---|---|"]
+                     + [f"| {r['split']} | {r['metric']} | {r['unit']} | {r['model']} | {r['promolecular']} | "
+                        f"{r['ratio']} |" for r in rows]) + "\n"
+    model.save(run_dir / "model", card=card)
+    return model, rows

@@ -1,0 +1,128 @@
+"""Volumetric models: shapes and memory estimate, augmentation correctness, electron-count conservation, and a
+short cnn3d training run through `elprop train`."""
+import numpy as np
+import pytest
+import torch
+
+from elprop.density.augment import augment_batch, rotate_grids, torch_rotations
+from elprop.density.grid import molecule_grid, random_rotation
+from elprop.density.promolecular import promolecular_density
+from elprop.models.cnn3d import PropertyCNN, UNet3d, memory_estimate, parse_bytes
+
+
+def test_property_cnn_shapes_and_memory_estimate():
+    net = PropertyCNN(2, 3, widths=(8, 16, 32))
+    mu, var = net({"x": torch.rand(2, 2, 24, 24, 24)})
+    assert mu.shape == (2, 3) and var.shape == (2, 3) and (var > 0).all()
+    small = memory_estimate(net, (2, 24, 24, 24))
+    big = memory_estimate(net, (2, 48, 48, 48), device_memory=parse_bytes("1GiB"))
+    assert small["parameters"] == sum(p.numel() for p in net.parameters())
+    assert 7.5 < big["activation_bytes_per_sample"] / small["activation_bytes_per_sample"] < 8.5  # scales with n³
+    assert big["max_batch"] == int((0.9 * 2 ** 30 - big["parameter_bytes"]) // big["activation_bytes_per_sample"])
+    assert parse_bytes("80GiB") == 80 * 2 ** 30 and parse_bytes("24 GB") == 24e9
+    with pytest.raises(ValueError):
+        parse_bytes("lots")
+
+
+def test_rotating_a_grid_equals_the_grid_of_the_rotated_molecule(qm9):
+    m = qm9[5000]
+    pos = m.pos.astype(float)
+    g = molecule_grid(pos, 40, 14.0)
+    x = torch.from_numpy(promolecular_density(m.z, pos, g, blur=1.0))[None, None]
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        rot = random_rotation(rng)
+        shift = rng.uniform(-0.5, 0.5, 3)
+        moved = pos.mean(0) + (pos - pos.mean(0)) @ rot.T + shift * g.spacing
+        ref = promolecular_density(m.z, moved, g, blur=1.0)
+        out = rotate_grids(x, torch.tensor(rot)[None].float(), torch.tensor(shift)[None].float())[0, 0].numpy()
+        wrong = rotate_grids(x, torch.tensor(rot.T)[None].float())[0, 0].numpy()
+        err = np.abs(out - ref).sum() / ref.sum()
+        assert err < 0.08, err  # trilinear interpolation error on 0.35 Å voxels
+        assert np.abs(wrong - ref).sum() / ref.sum() > 5 * err
+        assert abs(out.sum() - ref.sum()) / ref.sum() < 0.01
+
+
+def test_torch_rotations_are_proper_and_augmentation_keeps_the_charge():
+    r = torch_rotations(500, torch.Generator().manual_seed(0))
+    assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3).expand(500, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(500), atol=1e-5)
+    assert (r[:, :, 2].mean(0).abs() < 0.1).all()
+    x = torch.zeros(4, 1, 24, 24, 24)
+    x[:, :, 8:16, 8:16, 8:16] = 1.0
+    y = augment_batch(x, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(y.sum(dim=(1, 2, 3, 4)), x.sum(dim=(1, 2, 3, 4)), rtol=0.02)
+    assert not torch.allclose(y[0], y[1])
+
+
+def test_unet_conserves_the_electron_count_by_construction():
+    net = UNet3d(2, widths=(8, 16, 32))
+    x = torch.rand(3, 2, 24, 24, 24)
+    d = net({"x": x})
+    assert d.shape == (3, 1, 24, 24, 24)
+    assert torch.allclose(d.sum(dim=(1, 2, 3, 4)), torch.zeros(3), atol=1e-3)
+    free = UNet3d(2, widths=(8, 16, 32), conserve=False)
+    free.load_state_dict(net.state_dict())
+    assert free({"x": x}).sum(dim=(1, 2, 3, 4)).abs().max() > 1e-2
+
+
+def test_cnn3d_training_lowers_the_loss(tmp_path, cli):
+    store = tmp_path / "v.zarr"
+    res = cli("density", "generate", "--kind", "promolecular", "--subset", "random:96:0", "--shape", "16",
+              "--box", "16", "--out", store, "--workers", "0", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    res = cli("train", "--model", "cnn3d", "--density-store", store, "--channels", "promolecular", "--targets",
+              "U0_atom", "--dim", "16", "--layers", "2", "--epochs", "6", "--batch-size", "8", "--lr", "3e-3",
+              "--runs-dir", tmp_path, "--name", "c", "--no-progress", "--device-memory", "8GiB")
+    assert res.returncode == 0, res.stderr
+    assert "largest batch in 8GiB" in res.stdout and "activations" in res.stdout
+    import csv
+    hist = list(csv.DictReader(open(tmp_path / "c" / "checkpoints" / "member_0" / "history.csv")))
+    train = [float(h["train_l1_scaled"]) for h in hist]
+    val = [float(h["val_l1_scaled"]) for h in hist]
+    assert train[-1] < 0.95 * train[0] and min(val[1:]) < val[0]
+    res = cli("train", "--model", "cnn3d", "--targets", "gap", "--runs-dir", tmp_path, "--name", "d")
+    assert res.returncode == 2 and "--density-store" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def hk_store(tmp_path_factory):
+    from conftest import run_cli
+    d = tmp_path_factory.mktemp("hk")
+    store = d / "h.zarr"
+    for kind in ("promolecular", "dft"):
+        res = run_cli("density", "generate", "--kind", kind, "--subset", "0:10", "--shape", "16", "--box", "16",
+                      "--xc", "pbe", "--basis", "def2-svp", "--grid-level", "1", "--out", store, "--workers", "0",
+                      "--no-progress")
+        assert res.returncode == 0, res.stderr
+    return store
+
+
+def test_hk_map_trains_reports_baseline_and_writes_cubes(hk_store, tmp_path, cli):
+    from elprop.density.cube import read_cube
+    res = cli("train", "--model", "hk-unet", "--density-store", hk_store, "--dim", "16", "--layers", "2",
+              "--epochs", "5", "--batch-size", "2", "--lr", "3e-3", "--runs-dir", tmp_path, "--name", "h",
+              "--no-progress")
+    assert res.returncode == 0, res.stderr
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "h" / "metrics.csv")))
+    metrics = {(r["split"], r["metric"]) for r in rows}
+    assert ("test", "NMAE") in metrics and ("test", "dipole error") in metrics
+    for r in rows:  # the promolecular baseline is reported beside every figure
+        assert float(r["promolecular"]) >= 0 and r["unit"] in ("%", "e", "D")
+        if r["metric"] == "|electron count error|":  # conserved by construction: same as the baseline's
+            assert abs(float(r["model"]) - float(r["promolecular"])) < 2e-3
+    hist = list(csv.DictReader(open(tmp_path / "h" / "checkpoints" / "member_0" / "history.csv")))
+    assert float(hist[-1]["train_l1_scaled"]) < float(hist[0]["train_l1_scaled"])
+    assert list((tmp_path / "h" / "plots").glob("slice_record*.png"))
+    res = cli("predict-density", "--model", tmp_path / "h" / "model", "CCO", "-o", tmp_path / "e.cube")
+    assert res.returncode == 0, res.stderr
+    vals, origin, axes, z, pos = read_cube(tmp_path / "e.cube")
+    assert vals.shape == (16, 16, 16) and sorted(z) == [1] * 6 + [6, 6, 8]
+    n = vals.sum() * abs(np.linalg.det(axes / 0.52917721092))
+    assert abs(n - 26) < 0.1
+    res = cli("predict-density", "--model", tmp_path / "h" / "model", "--density-store", hk_store, "--index", "2",
+              "-o", tmp_path / "r.cube")
+    assert res.returncode == 0 and (tmp_path / "r.dft.cube").exists()
+    res = cli("predict-density", "--model", tmp_path / "h" / "model", "not_a_smiles((", "-o", tmp_path / "x.cube")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
