@@ -30,9 +30,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/qm9_budget.py
 
-# the development density store (300 QM9 molecules, PBE/def2-SVP; about 20 min on 2 cores); resumable
+# the development density store (200 QM9 molecules, PBE/def2-SVP; about 45 min on 2 cores); resumable
 devset: $(STAMP)
-	$(BIN)/elprop density devset --out $(DEV) --n 300
+	$(BIN)/elprop density devset --out $(DEV) --n 200
 
 bench-density: devset
 	$(BIN)/python benchmarks/density_store.py --dev-store $(DEV)

@@ -116,8 +116,8 @@ def storage(dev: Path, out: Path, n_check: int) -> dict:
         got = np.stack([st.read(int(i), [kind])[0] for i in pick])
         err = np.abs(got.astype(np.float64) - ref)
         big = np.abs(ref) > 1e-3 * np.abs(ref).reshape(len(ref), -1).max(1)[:, None, None, None]
-        rec.update(max_abs_error=float(err.max()), max_value=float(np.abs(ref).max()),
-                   max_rel_error_above_1e-3_of_max=float((err[big] / np.abs(ref[big])).max()))
+        rec.update({"max_abs_error": float(err.max()), "max_value": float(np.abs(ref).max()),
+                    "max_rel_error_above_1e-3_of_max": float((err[big] / np.abs(ref[big])).max())})
         if kind != "potential":
             gs = [st.grid(int(i)) for i in pick]
             rec["max_electron_count_rel_error"] = float(max(abs(integrate(a, g) - integrate(b, g)) / integrate(b, g)

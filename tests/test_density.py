@@ -191,6 +191,7 @@ def test_store_roundtrip_metadata_precision_and_torch_dataset(tmp_path, qm9):
             assert np.allclose(st.root["origin"][k], g.origin) and np.isclose(st.root["spacing"][k], 0.5)
             ref = promolecular_density(z, pos, g)
             got = st.read(k, ["promolecular"])[0]
+            assert np.array_equal(got, st.root["promolecular"]["density"][k].astype(np.float32))  # fast path
             if dtype == "float32":
                 assert np.array_equal(got, ref)
             else:
@@ -297,6 +298,7 @@ def test_failed_scf_is_recorded_reported_and_retried(tmp_path, qm9, cli):
     st = DensityStore(tmp_path / "f.zarr", mode="r+")
     assert (st.status("dft") == FAILED).all()
     assert [f["record"] for f in st.failures("dft")] == [0, 1]
+    assert not st.read(1, ["dft"]).any()  # a record never written reads as the fill value
     res = cli("density", "info", tmp_path / "f.zarr")
     assert res.returncode == 0 and "0 done, 2 failed" in res.stdout and "failed record 0" in res.stdout
     s = generate(st, "dft", p, workers=0, progress=False, log=lambda *a: None)  # a rerun skips failures
