@@ -15,7 +15,9 @@ def _one_line_error(res):
 
 def test_help_has_examples(cli):
     for args in (["--help"], ["predict", "--help"], ["train", "--help"], ["evaluate", "--help"],
-                 ["data", "info", "--help"]):
+                 ["data", "info", "--help"], ["density", "--help"], ["density", "generate", "--help"],
+                 ["density", "info", "--help"], ["density", "devset", "--help"], ["density", "cube", "--help"],
+                 ["predict-density", "--help"]):
         res = cli(*args)
         assert res.returncode == 0 and "examples:" in res.stdout, args
 

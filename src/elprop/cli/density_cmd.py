@@ -47,7 +47,12 @@ def _run_args(p):
 def add_parser(sub):
     p = sub.add_parser("density", help="electron densities on grids (promolecular, potential, DFT)",
                        description="Compute electron densities and potentials of molecules on voxel grids and "
-                                   "keep them in a Zarr store.")
+                                   "keep them in a Zarr store.",
+                       epilog="examples:\n  elprop density generate --data qm9 --kind dft --subset 0:100 --out q.zarr\n"
+                              "  elprop density info q.zarr\n  elprop density devset --out dev.zarr\n"
+                              "  elprop density cube q.zarr 0 --kind dft -o mol0.cube\n\n"
+                              "See docs/densities.md for grids, units, the store layout and SLURM.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     dsub = p.add_subparsers(dest="density_command", metavar="subcommand")
     dsub.required = True
 
@@ -74,7 +79,7 @@ def add_parser(sub):
                         description="Report a density store: records per kind, failures, levels of theory, "
                                     "bytes per record, and for DFT how HOMO/LUMO/gap/μ compare with the "
                                     "source labels.",
-                        epilog="example:\n  elprop density info dev.zarr",
+                        epilog="examples:\n  elprop density info dev.zarr",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     i.add_argument("store")
     i.set_defaults(func=run_info)
@@ -84,7 +89,7 @@ def add_parser(sub):
                                     "QM9 stratified by heavy-atom count, with all three kinds on shared grids. "
                                     "The DFT defaults to PBE/def2-SVP with density fitting and a coarse XC grid "
                                     "(level 1) so that 200 molecules finish in well under an hour on 2 cores.",
-                        epilog="example:\n  elprop density devset --out dev.zarr --n 200",
+                        epilog="examples:\n  elprop density devset --out dev.zarr --n 200",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", required=True)
     d.add_argument("--n", type=int, default=200, help="molecules (default: 200)")
@@ -104,7 +109,7 @@ def add_parser(sub):
     c = dsub.add_parser("cube", help="write one record of a store as a Gaussian cube file",
                         description="Write record INDEX of a kind as a Gaussian cube file (e/bohr³), which VMD, "
                                     "Avogadro and ASE open.",
-                        epilog="example:\n  elprop density cube dev.zarr 0 --kind dft -o mol0.cube",
+                        epilog="examples:\n  elprop density cube dev.zarr 0 --kind dft -o mol0.cube",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("store")
     c.add_argument("index", type=int, help="record number (0-based)")
