@@ -179,7 +179,7 @@ def read_throughput(dev: Path, out: Path, kind: str, n_read: int) -> dict:
 
 
 def dft_throughput(ds, out: Path, n_mol: int, n_qm9_level: int) -> dict:
-    from elprop.density.generate import generate, kind_params, random_subset
+    from elprop.density.generate import generate, kind_params
     from elprop.density.store import DensityStore
     heavy = np.array([int((ds.z[ds.offsets[i]:ds.offsets[i + 1]] > 1).sum()) for i in range(len(ds))])
     nine = np.nonzero(heavy == 9)[0]

@@ -1,5 +1,4 @@
 """Grids, promolecular/potential/DFT fields, the Zarr store, generation (resume after kill, SCF fallbacks)."""
-import json
 import os
 import signal
 import subprocess
@@ -289,7 +288,7 @@ def test_dft_generation_resumes_after_sigkill(tmp_path):
 
 def test_failed_scf_is_recorded_reported_and_retried(tmp_path, qm9, cli):
     from elprop.density.generate import generate, kind_params
-    from elprop.density.store import DONE, FAILED, DensityStore
+    from elprop.density.store import FAILED, DensityStore
     st = _store(tmp_path, qm9, [1, 2], name="f.zarr")
     failing = [{"name": "diis", "max_cycle": 1}, {"name": "level_shift", "level_shift": 0.5, "max_cycle": 1}]
     p = kind_params("dft", 0.6, xc=LEVEL[0], basis=LEVEL[1], attempts=failing)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from elprop.data.dataset import InputError
+
 GEN_EPILOG = """examples:
   elprop density generate --data qm9 --kind promolecular --subset 0:1000 --out qm9.zarr
   elprop density generate --data qm9 --kind dft --subset 0:1000 --out qm9.zarr --workers 2
@@ -125,7 +127,6 @@ def _load_data(path):
 
 
 def _open_or_create(out, ds, idx, args):
-    from elprop.data.dataset import InputError
     from elprop.density.store import DensityStore
     given = (args.shape, args.box, args.blur)
     if (args.shape is not None and args.shape < 4) or (args.box is not None and args.box <= 0) \
@@ -152,8 +153,7 @@ def _generate(st, kind, args, **kw):
     params = kind_params(kind, blur, xc=args.xc, basis=args.basis, density_fit=not args.no_density_fit,
                          fallback_basis=args.fallback_basis, grid_level=args.grid_level, **kw)
     if args.workers < 0 or args.threads_per_worker < 1:
-        raise __import__("elprop.data.dataset", fromlist=["InputError"]).InputError(
-            "--workers must be >= 0 and --threads-per-worker >= 1")
+        raise InputError("--workers must be >= 0 and --threads-per-worker >= 1")
     return generate(st, kind, params, dtype=args.dtype, workers=args.workers, scheduler=args.scheduler,
                     threads_per_worker=args.threads_per_worker, retry_failed=args.retry_failed,
                     progress=not args.no_progress)
@@ -165,7 +165,7 @@ def run_generate(args) -> int:
     idx = parse_subset(args.subset, ds)
     st = _open_or_create(args.out, ds, idx, args)
     extra = {"form": args.form, "softening": args.softening, "width": args.width} if args.kind == "potential" else {}
-    s = _generate(st, args.kind, args, **extra)
+    _generate(st, args.kind, args, **extra)
     status = st.status(args.kind)
     print(f"store: {args.out} ({args.kind}: {int((status == 1).sum())}/{len(st)} done, "
           f"{int((status == 2).sum())} failed)")
@@ -253,7 +253,6 @@ def _dft_report(st):
 
 
 def run_cube(args) -> int:
-    from elprop.data.dataset import InputError
     from elprop.density.cube import write_cube
     from elprop.density.store import DONE, DensityStore
     st = DensityStore(args.store)

@@ -162,6 +162,7 @@ def _run_hk(args) -> int:
 def _report_memory(args):
     """Print the volumetric model's parameter and activation memory per sample, and the largest batch for
     --device-memory."""
+    from elprop.data.dataset import InputError
     from elprop.data.units import TARGETS
     from elprop.density.store import DensityStore
     from elprop.models import build_model
@@ -169,13 +170,13 @@ def _report_memory(args):
     n = int(DensityStore(args.density_store).grid_params["shape"])
     ch = _targets(args.channels)
     if not ch:
-        raise __import__("elprop.data.dataset", fromlist=["InputError"]).InputError("--channels is empty")
+        raise InputError("--channels is empty")
     net = build_model(args.model, [TARGETS[t].extensive if t in TARGETS else False for t in args.targets_list],
                       in_dim=len(ch), dim=args.dim, layers=args.layers, dropout=args.dropout)
     try:
         mem = parse_bytes(args.device_memory) if args.device_memory else None
     except ValueError as e:
-        raise __import__("elprop.data.dataset", fromlist=["InputError"]).InputError(str(e)) from None
+        raise InputError(str(e)) from None
     est = memory_estimate(net, (len(ch), n, n, n), mem)
     line = (f"memory: {est['parameters']:,} parameters ({est['parameter_bytes'] / 2 ** 20:.1f} MiB with gradients "
             f"and Adam state); activations {est['activation_bytes_per_sample'] / 2 ** 20:.1f} MiB per sample "
