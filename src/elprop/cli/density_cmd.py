@@ -237,8 +237,8 @@ def _dft_report(st):
     rel = np.abs(e - n_el) / n_el
     print(f"  electrons on the grid: mean |error| {100 * rel.mean():.3f} %, max {100 * rel.max():.3f} %")
     tg = st.targets()
-    comp = {"HOMO": ("homo", g["homo_eV"][:][ok]), "LUMO": ("lumo", g["lumo_eV"][:][ok]),
-            "gap": ("gap", (g["lumo_eV"][:] - g["homo_eV"][:])[ok]),
+    homo, lumo = g["homo_eV"][:][ok], g["lumo_eV"][:][ok]
+    comp = {"HOMO": ("homo", homo), "LUMO": ("lumo", lumo), "gap": ("gap", lumo - homo),
             "μ": ("mu", np.linalg.norm(g["dipole_D"][:][ok], axis=1))}
     rows = [(name, t, calc) for name, (t, calc) in comp.items() if t in tg]
     if rows:

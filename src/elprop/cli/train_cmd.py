@@ -33,6 +33,11 @@ def _load(args):
     return read_any(args.data, **kw)
 
 
+def _size(x: float):
+    """--n-train/--n-val: a count above 1, otherwise a fraction."""
+    return int(x) if x > 1 else x
+
+
 def _targets(s):
     return [t.strip() for t in s.split(",") if t.strip()]
 
@@ -114,8 +119,7 @@ def run_train(args) -> int:
     if args.limit:
         parent_index = np.sort(np.random.default_rng(args.seed).permutation(len(ds))[:args.limit])
         ds = ds.subset(parent_index)
-    n_train = int(args.n_train) if args.n_train > 1 else args.n_train
-    n_val = int(args.n_val) if args.n_val > 1 else args.n_val
+    n_train, n_val = _size(args.n_train), _size(args.n_val)
     name = args.name or f"{args.model}-{'-'.join(args.targets_list)}"
     run_dir = Path(args.runs_dir) / name
     print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets {', '.join(args.targets_list)}")
@@ -143,9 +147,9 @@ def _run_hk(args) -> int:
     name = args.name or f"{args.model}-{args.channels.replace(',', '-')}"
     run_dir = Path(args.runs_dir) / name
     print(f"run {run_dir}: {args.model} on {args.density_store}, inputs {args.channels} -> DFT density")
-    n_train = int(args.n_train) if args.n_train > 1 else args.n_train
-    n_val = int(args.n_val) if args.n_val > 1 else args.n_val
-    widths = tuple(max(8, args.dim >> (args.layers - 1 - k)) for k in range(args.layers))
+    n_train, n_val = _size(args.n_train), _size(args.n_val)
+    from elprop.models.cnn3d import stage_widths
+    widths = stage_widths(args.dim, args.layers)
     _, rows = hk_train_run(args.density_store, run_dir, channels=_targets(args.channels), widths=widths,
                            split=args.split, split_file=args.split_file, n_train=n_train, n_val=n_val,
                            seed=args.seed, epochs=args.epochs, time_budget=args.time_budget,

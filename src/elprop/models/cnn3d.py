@@ -18,6 +18,11 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def stage_widths(dim: int, layers: int) -> tuple[int, ...]:
+    """Channel widths of ``layers`` stages doubling up to ``dim`` (at least 8): 128, 4 -> (16, 32, 64, 128)."""
+    return tuple(max(8, dim >> (layers - 1 - k)) for k in range(layers))
+
+
 def _norm(c: int) -> nn.Module:
     return nn.GroupNorm(min(8, c), c)  # batch-size independent, so small CPU batches train like large GPU ones
 

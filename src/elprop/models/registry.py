@@ -1,7 +1,7 @@
 """Model families: name -> (builder, representation). A new family is a module plus one entry here."""
 from __future__ import annotations
 
-from elprop.models.cnn3d import PropertyCNN
+from elprop.models.cnn3d import PropertyCNN, stage_widths
 from elprop.models.graph2d import BondGraphNet
 from elprop.models.schnet import SchNet
 
@@ -20,11 +20,10 @@ def build_model(name: str, extensive: list[bool], in_dim: int | None = None, dim
     if name == "bondgraph":
         return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout)
     if name == "cnn3d":  # in_dim: input channels; widths double per stage up to dim
-        widths = tuple(max(8, dim >> (layers - 1 - k)) for k in range(layers))
-        return PropertyCNN(in_dim, len(extensive), widths=widths, dropout=dropout)
+        return PropertyCNN(in_dim, len(extensive), widths=stage_widths(dim, layers), dropout=dropout)
     if name == "hk-unet":
         from elprop.models.hk import HKMap
-        return HKMap(in_dim, widths=tuple(max(8, dim >> (layers - 1 - k)) for k in range(layers)))
+        return HKMap(in_dim, widths=stage_widths(dim, layers))
     if name == "schnet":
         return SchNet(extensive, dim=dim, layers=layers, dropout=dropout)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
