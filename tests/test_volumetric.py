@@ -66,6 +66,89 @@ def test_unet_conserves_the_electron_count_by_construction():
     assert free({"x": x}).sum(dim=(1, 2, 3, 4)).abs().max() > 1e-2
 
 
+def test_hk_map_conserves_electrons_where_the_density_is_and_crops_hold_the_molecule():
+    from elprop.models.hk import HKMap, random_crop
+    torch.manual_seed(0)
+    net = HKMap(1, widths=(8, 16))
+    torch.nn.init.normal_(net.unet.out.weight, std=0.5)  # a non-trivial deformation (it starts at zero)
+    g = molecule_grid(np.array([[0.0, 0.0, 0.0], [1.2, 0.0, 0.0]]), 24, 12.0)
+    pro = torch.from_numpy(promolecular_density(np.array([6, 8]), np.array([[0.0, 0.0, 0.0], [1.2, 0.0, 0.0]]), g,
+                                                blur=1.0))[None, None]
+    x = pro.clone()
+    rho = net({"x": x, "pro": pro})
+    assert (rho - pro).abs().sum() > 1e-2 * pro.sum()
+    assert torch.allclose(rho.sum(), pro.sum(), rtol=1e-5)  # ∫ρ_pred = ∫ρ_pro = N
+    far = (pro < 1e-6 * pro.max())  # the correction goes where the electrons are, not into the vacuum
+    free = HKMap(1, widths=(8, 16), conserve=False)
+    free.load_state_dict(net.state_dict())
+    corr = (rho - free({"x": x, "pro": pro})).detach().abs()
+    assert corr.max() > 1e-3 and corr[far].max() <= 1e-5 * corr.max()
+    batch = {"x": x.repeat(2, 1, 1, 1, 1), "pro": pro.repeat(2, 1, 1, 1, 1), "y": pro.repeat(2, 1, 1, 1, 1)}
+    for seed in range(5):
+        c = random_crop(batch, 16, torch.Generator().manual_seed(seed))
+        assert c["x"].shape == (2, 1, 16, 16, 16) and torch.equal(c["x"], c["y"])
+        assert c["pro"].sum() > 0.9 * pro.sum()  # the crop holds (nearly all of) the molecule
+    net.crop = 16
+    net.train()
+    loss, metric = net.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and net.unet.stem.weight.grad is not None
+
+
+def test_devices_and_mixed_precision_training(tmp_path):
+    from elprop.data.dataset import InputError
+    from elprop.train.device import autocast, resolve_device, to_device
+    from elprop.train.loop import train_network
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(InputError):
+            resolve_device("cuda")
+    with pytest.raises(InputError):
+        resolve_device("toaster")
+    b = to_device({"x": torch.ones(2), "n": 3, "t": (torch.zeros(1),)}, "cpu")
+    assert b["n"] == 3 and b["t"][0].shape == (1,)
+    with autocast("cpu", True):
+        assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.bfloat16
+    with autocast("cpu", False):
+        assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.float32
+
+    class Grids:  # a toy volumetric data set: the target is the total charge of a random blob
+        def __init__(self):
+            g = torch.Generator().manual_seed(0)
+            self.x = torch.rand(48, 1, 12, 12, 12, generator=g) ** 4
+            self.y = self.x.sum(dim=(1, 2, 3, 4), keepdim=False)[:, None]
+            self.y = ((self.y - self.y.mean()) / self.y.std()).numpy()
+
+        def batch(self, idx):
+            return {"x": self.x[torch.as_tensor(idx)]}
+    data = Grids()
+    torch.manual_seed(0)
+    net = PropertyCNN(1, 1, widths=(8, 16), augment=False)
+    _, hist = train_network(net, data, data.y, np.arange(40), np.arange(40, 48), tmp_path / "amp", epochs=8,
+                            batch_size=8, lr=3e-3, progress=False, log=lambda *_: None, device="cpu", amp=True)
+    assert float(hist[-1]["train_l1_scaled"]) < 0.8 * float(hist[0]["train_l1_scaled"])
+
+
+def test_test_time_augmentation_is_reproducible_and_adds_rotation_spread():
+    from elprop.train.estimator import _Rotated
+    from elprop.train.loop import predict_scaled
+
+    class Rep:
+        x = torch.rand(6, 1, 16, 16, 16, generator=torch.Generator().manual_seed(3))
+
+        def batch(self, idx):
+            return {"x": self.x[torch.as_tensor(idx)]}
+    torch.manual_seed(0)
+    net = PropertyCNN(1, 2, widths=(8, 16))
+    idx = np.arange(6)
+    a, _ = predict_scaled(_Rotated(net, seed=1), Rep(), idx)
+    b, _ = predict_scaled(_Rotated(net, seed=1), Rep(), idx)
+    c, _ = predict_scaled(_Rotated(net, seed=2), Rep(), idx)
+    plain, _ = predict_scaled(net, Rep(), idx)
+    assert np.allclose(a, b) and not np.allclose(a, c) and not np.allclose(a, plain)
+
+
 def test_cnn3d_training_lowers_the_loss(tmp_path, cli):
     store = tmp_path / "v.zarr"
     res = cli("density", "generate", "--kind", "promolecular", "--subset", "random:96:0", "--shape", "16",
@@ -83,6 +166,17 @@ def test_cnn3d_training_lowers_the_loss(tmp_path, cli):
     assert train[-1] < 0.95 * train[0] and min(val[1:]) < val[0]
     res = cli("train", "--model", "cnn3d", "--targets", "gap", "--runs-dir", tmp_path, "--name", "d")
     assert res.returncode == 2 and "--density-store" in res.stderr
+    res = cli("train", "--model", "bondgraph", "--pool", "2", "--runs-dir", tmp_path, "--name", "e")
+    assert res.returncode == 2 and "--pool" in res.stderr
+    # pooled input, test-time augmentation: saved with the model, used again on load
+    res = cli("train", "--model", "cnn3d", "--density-store", store, "--channels", "promolecular", "--targets",
+              "U0_atom", "--dim", "16", "--layers", "2", "--epochs", "1", "--batch-size", "8", "--pool", "2",
+              "--tta", "3", "--runs-dir", tmp_path, "--name", "p", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "at 1x16³ (pooled to 8³)" in res.stdout
+    from elprop.train.estimator import PropertyModel
+    m = PropertyModel.load(tmp_path / "p" / "model")
+    assert m.tta == 3 and m.nets[0].pool == 2
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +220,30 @@ def test_hk_map_trains_reports_baseline_and_writes_cubes(hk_store, tmp_path, cli
     assert res.returncode == 0 and (tmp_path / "r.dft.cube").exists()
     res = cli("predict-density", "--model", tmp_path / "h" / "model", "not_a_smiles((", "-o", tmp_path / "x.cube")
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_properties_from_hk_predicted_densities(hk_store, tmp_path, cli):
+    """The chain: an HK map's predictions written into the store as kind 'hk', then a cnn3d reads them."""
+    import shutil
+    store = tmp_path / "chain.zarr"
+    shutil.copytree(hk_store, store)
+    res = cli("train", "--model", "hk-unet", "--density-store", store, "--dim", "8", "--layers", "2", "--epochs",
+              "1", "--batch-size", "2", "--crop", "12", "--runs-dir", tmp_path, "--name", "h", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    res = cli("train", "--model", "hk-unet", "--density-store", store, "--dim", "8", "--layers", "3", "--crop",
+              "10", "--runs-dir", tmp_path, "--name", "bad")
+    assert res.returncode == 2 and "multiple of 4" in res.stderr
+    res = cli("predict-density", "--model", tmp_path / "h" / "model", "--density-store", store, "--write-kind", "hk")
+    assert res.returncode == 0, res.stderr
+    from elprop.density.store import DensityStore
+    st = DensityStore(store)
+    assert "hk" in st.kinds and (st.status("hk") == 1).sum() == 10
+    assert "hk-unet prediction" in st.kind_attrs("hk")["level_of_theory"]
+    n = st.read(0, ["hk"])[0].sum() * st.grid(0).voxel_volume
+    assert abs(n - st.read(0, ["promolecular"])[0].sum() * st.grid(0).voxel_volume) < 1e-3
+    res = cli("predict-density", "--model", tmp_path / "h" / "model", "--density-store", store, "--write-kind", "hk")
+    assert res.returncode == 0 and "wrote 0 predicted" in res.stdout  # kept on rerun
+    res = cli("train", "--model", "cnn3d", "--density-store", store, "--channels", "hk", "--targets", "gap",
+              "--dim", "8", "--layers", "2", "--epochs", "1", "--batch-size", "4", "--runs-dir", tmp_path, "--name",
+              "c", "--no-progress")
+    assert res.returncode == 0, res.stderr

@@ -8,6 +8,9 @@ EPILOG = """examples:
   elprop predict-density --model runs/hk/model "CC(=O)O" -o acetic_acid.cube       (SMILES: RDKit 3D embedding)
   elprop predict-density --model runs/hk/model mol.xyz -o mol.cube
   elprop predict-density --model runs/hk/model --density-store dev.zarr --index 12 -o rec12.cube
+  elprop predict-density --model runs/hk/model --density-store dev.zarr --write-kind hk
+      (every record's predicted density into the store as kind 'hk', e.g. for `elprop train --model cnn3d
+       --channels hk`: properties from learned densities)
 
 The cube holds the predicted total electron density in e/bohr³ on the model's grid, with the atoms; VMD,
 Avogadro and ASE open it. With --density-store, the DFT density of the same record goes to <output>.dft.cube.
@@ -23,7 +26,11 @@ def add_parser(sub):
     p.add_argument("--model", required=True, help="a saved hk-unet model (runs/<name>/model)")
     p.add_argument("--density-store", help="take the molecule (and its stored inputs) from this store")
     p.add_argument("--index", type=int, help="record of --density-store")
-    p.add_argument("-o", "--output", required=True, help="cube file to write")
+    p.add_argument("-o", "--output", help="cube file to write")
+    p.add_argument("--write-kind", choices=["hk"],
+                   help="with --density-store and no --index: write the predicted density of every record into "
+                        "the store as this kind (kept on rerun with the same model)")
+    p.add_argument("--batch-size", type=int, default=4, help="records per forward pass with --write-kind")
     p.set_defaults(func=run)
 
 
@@ -52,6 +59,12 @@ def run(args) -> int:
     from elprop.density.cube import write_cube
     from elprop.train.density_run import DensityModel
     model = DensityModel.load(args.model)
+    if args.write_kind:
+        if not args.density_store or args.index is not None or args.output:
+            raise InputError("--write-kind goes with --density-store, without --index and -o")
+        return _write_kind(model, args)
+    if not args.output:
+        raise InputError("give -o/--output, the cube file to write")
     if args.density_store:
         from elprop.density.store import DONE, DensityStore
         if args.index is None:
@@ -75,4 +88,50 @@ def run(args) -> int:
     n = float(rho.sum() * grid.voxel_volume)
     print(f"wrote {args.output}: {label}, {grid.n}³ grid at {grid.spacing:.3f} Å, {n:.3f} electrons on the grid "
           f"({int(np.sum(z))} expected)")
+    return 0
+
+
+def _write_kind(model, args) -> int:
+    """Predicted densities of all records (that have the model's inputs) into the store as ``args.write_kind``."""
+    import hashlib
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from elprop.data.dataset import InputError
+    from elprop.density.store import DONE, DensityStore
+    from elprop.train.density_run import HKSet
+    st = DensityStore(args.density_store, mode="r+")
+    if st.grid_params["shape"] != model.config["grid"]["shape"] or \
+            abs(st.grid_params["box_A"] - model.config["grid"]["box_A"]) > 1e-9:
+        raise InputError(f"{args.density_store}: grids {st.grid_params['shape']}³ over {st.grid_params['box_A']} Å, "
+                         f"but the model was trained on {model.config['grid']['shape']}³ over "
+                         f"{model.config['grid']['box_A']} Å")
+    weights = Path(args.model) / "member_0.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    params = {"blur": st.grid_params.get("blur_voxels", 0.0), "model": str(Path(args.model).resolve()),
+              "weights_sha256": digest, "channels": model.config["channels"]}
+    rep = HKSet(args.density_store, model.config["channels"])
+    st.lock()
+    try:
+        g = st.ensure_kind(args.write_kind, params, dtype="float32")
+        g.attrs["level_of_theory"] = (f"hk-unet prediction from {', '.join(model.config['channels'])} "
+                                      f"(model {args.model}, weights {digest})")
+        status = st.status(args.write_kind)
+        todo = [int(i) for i in np.nonzero(rep.valid)[0] if status[i] != DONE]
+        t0 = time.time()
+        bar = tqdm(total=len(todo), desc=f"predicting {args.write_kind}", unit="record", disable=len(todo) < 2)
+        for s in range(0, len(todo), args.batch_size):
+            recs = np.asarray(todo[s:s + args.batch_size])
+            pred = model.predict_store(args.density_store, recs, batch_size=args.batch_size)
+            for i, rho in zip(recs, pred):
+                st.write_record(args.write_kind, int(i), {"ok": True, "density": rho})
+            bar.update(len(recs))
+        bar.close()
+    finally:
+        st.unlock()
+    n_done = int((st.status(args.write_kind) == DONE).sum())
+    print(f"wrote {len(todo)} predicted densities into {args.density_store} as kind '{args.write_kind}' "
+          f"({n_done} records have it; {time.time() - t0:.1f} s)")
     return 0

@@ -63,6 +63,23 @@ def add_train_parser(sub):
                    help="density kinds stacked as input channels (cnn3d default: dft; hk-unet default: "
                         "promolecular; e.g. promolecular,potential)")
     p.add_argument("--device-memory", help="with cnn3d: report the largest batch that fits this memory (e.g. 80GiB)")
+    p.add_argument("--device", default="auto",
+                   help="where to train: auto (a CUDA GPU if PyTorch sees one, else the CPU), cpu, cuda, cuda:1")
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 mixed precision (auto: on for volumetric models on a GPU, off otherwise)")
+    p.add_argument("--grad-checkpoint", choices=["auto", "on", "off"], default="auto",
+                   help="volumetric models: gradient checkpointing per stage, trading compute for activation "
+                        "memory (auto: on on a GPU when the batch would not fit its memory otherwise)")
+    p.add_argument("--pool", type=int, default=1,
+                   help="cnn3d: average-pool the input grids by this factor after augmentation (2: 48³ -> 24³, "
+                        "8x less work; default 1)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="cnn3d/hk-unet: no random rotations and shifts in training (for comparisons)")
+    p.add_argument("--tta", type=int, default=0,
+                   help="cnn3d: test-time augmentation, averaging predictions over this many random rotations")
+    p.add_argument("--crop", type=int, default=0,
+                   help="hk-unet: train on random sub-cubes of this many voxels per side around the molecule "
+                        "(a multiple of 2^(layers-1); predictions are on whole grids; default 0: whole grids)")
     p.add_argument("--features", default="extended", choices=sorted(FEATURE_SETS),
                    help="atom feature set of the bondgraph model (default: extended)")
     p.add_argument("--dim", type=int, default=128, help="hidden width (default: 128)")
@@ -102,16 +119,33 @@ def run_train(args) -> int:
         raise InputError("--targets is empty")
     if args.split == "file" and not args.split_file:
         raise InputError("--split file needs --split-file PATH")
-    for name in ("epochs", "batch_size", "dim", "layers", "ensemble"):
+    for name in ("epochs", "batch_size", "dim", "layers", "ensemble", "pool"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.tta < 0 or args.crop < 0:
+        raise InputError("--tta and --crop must be 0 or more")
+    from elprop.train.device import resolve_device
+    args.device_obj = resolve_device(args.device)
     from elprop.models import MODELS
     rep = MODELS[args.model]["representation"]
     if rep in ("volume", "density-map"):
         if not args.density_store:
             raise InputError(f"--model {args.model} trains on density grids: give --density-store STORE")
         args.channels = args.channels or ("dft" if rep == "volume" else "promolecular")
-        _report_memory(args)
+        est = _report_memory(args)
+    else:
+        est = None
+        for flag, bad in (("--pool", args.pool != 1), ("--no-augment", args.no_augment), ("--tta", args.tta),
+                          ("--crop", args.crop)):
+            if bad:
+                raise InputError(f"{flag} is an option of the volumetric models (cnn3d, hk-unet), not {args.model}")
+    on_gpu = args.device_obj.type == "cuda"
+    args.amp_on = args.amp == "on" or (args.amp == "auto" and on_gpu and est is not None)
+    args.ckpt_on = args.grad_checkpoint == "on" or (args.grad_checkpoint == "auto" and on_gpu and est is not None
+                                                    and _needs_checkpointing(args, est))
+    if args.amp_on or args.ckpt_on or args.device_obj.type != "cpu":
+        print(f"device {args.device_obj}; mixed precision {'on' if args.amp_on else 'off'}; gradient checkpointing "
+              f"{'on' if args.ckpt_on else 'off'}")
     if rep == "density-map":
         return _run_hk(args)
     ds = _load(args)
@@ -129,7 +163,8 @@ def run_train(args) -> int:
                         epochs=args.epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
                         weight_decay=args.weight_decay, dropout=args.dropout, ema=args.ema,
                         channels=_targets(args.channels) if args.channels else None,
-                        progress=not args.no_progress, parent_index=parent_index)
+                        arch=_arch(args), tta=args.tta, device=args.device_obj, amp=args.amp_on,
+                        checkpointing=args.ckpt_on, progress=not args.no_progress, parent_index=parent_index)
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
     return 0
@@ -154,6 +189,7 @@ def _run_hk(args) -> int:
                            split=args.split, split_file=args.split_file, n_train=n_train, n_val=n_val,
                            seed=args.seed, epochs=args.epochs, time_budget=args.time_budget,
                            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, ema=args.ema,
+                           crop=args.crop, device=args.device_obj, amp=args.amp_on, checkpointing=args.ckpt_on,
                            progress=not args.no_progress)
     print(f"{'split':<6} {'metric':<24} {'unit':<4} {'model':>10} {'promolecular':>13} {'ratio':>7}")
     for r in rows:
@@ -161,6 +197,25 @@ def _run_hk(args) -> int:
               f"{r['ratio']:>7.3f}")
     print(f"saved model: {run_dir / 'model'}; density slice: {run_dir / 'plots'}")
     return 0
+
+
+def _arch(args) -> dict:
+    """The volumetric models' architecture options that differ from their defaults."""
+    arch = {}
+    if args.model == "cnn3d" and args.pool != 1:
+        arch["pool"] = args.pool
+    if args.model in ("cnn3d", "hk-unet") and args.no_augment:
+        arch["augment"] = False
+    return arch
+
+
+def _needs_checkpointing(args, est) -> bool:
+    """On a GPU: does the batch need more than 90 % of the device's memory without checkpointing?"""
+    import torch
+    total = torch.cuda.get_device_properties(args.device_obj).total_memory
+    scale = 0.5 if args.amp_on else 1.0  # bfloat16 activations
+    need = est["parameter_bytes"] + args.batch_size * est["activation_bytes_per_sample"] * scale
+    return need > 0.9 * total
 
 
 def _report_memory(args):
@@ -176,15 +231,24 @@ def _report_memory(args):
     if not ch:
         raise InputError("--channels is empty")
     net = build_model(args.model, [TARGETS[t].extensive if t in TARGETS else False for t in args.targets_list],
-                      in_dim=len(ch), dim=args.dim, layers=args.layers, dropout=args.dropout)
+                      in_dim=len(ch), dim=args.dim, layers=args.layers, dropout=args.dropout, **_arch(args))
+    if args.model == "hk-unet" and args.crop:
+        if args.crop % net.step or args.crop > n:
+            raise InputError(f"--crop {args.crop}: give a multiple of {net.step} (the U-Net's downsampling) "
+                             f"up to the grid's {n}")
     try:
         mem = parse_bytes(args.device_memory) if args.device_memory else None
     except ValueError as e:
         raise InputError(str(e)) from None
-    est = memory_estimate(net, (len(ch), n, n, n), mem)
+    if args.model == "cnn3d" and n // args.pool < 2 ** args.layers:
+        raise InputError(f"--pool {args.pool} with {args.layers} stages leaves too small a grid from the store's {n}³ "
+                         f"(need {n} / pool >= 2^layers = {2 ** args.layers})")
+    side = args.crop if args.model == "hk-unet" and args.crop else n
+    est = memory_estimate(net, (len(ch), side, side, side), mem)  # cnn3d pools its input itself
     line = (f"memory: {est['parameters']:,} parameters ({est['parameter_bytes'] / 2 ** 20:.1f} MiB with gradients "
             f"and Adam state); activations {est['activation_bytes_per_sample'] / 2 ** 20:.1f} MiB per sample "
-            f"at {len(ch)}x{n}³; batch {args.batch_size} needs "
+            f"at {len(ch)}x{side}³{f' (pooled to {side // args.pool}³)' if args.model == 'cnn3d' and args.pool > 1 else ''}"
+            f"{' (training crops)' if args.model == 'hk-unet' and args.crop else ''}; batch {args.batch_size} needs "
             f"{(est['parameter_bytes'] + args.batch_size * est['activation_bytes_per_sample']) / 2 ** 30:.2f} GiB")
     if mem:
         line += f"; largest batch in {args.device_memory}: {est['max_batch']}"

@@ -31,7 +31,7 @@ import numpy as np
 from elprop.data.dataset import InputError
 from elprop.density.grid import Grid
 
-KINDS = ("promolecular", "potential", "dft")
+KINDS = ("promolecular", "potential", "dft", "hk")  # hk: densities predicted by a trained HK map
 PENDING, DONE, FAILED = 0, 1, 2
 DFT_SCALARS = {"energy_eV": "float64", "homo_eV": "float64", "lumo_eV": "float64", "converged": "bool",
                "attempt": "int8", "n_cycles": "int16", "wall_s": "float32", "electrons": "float64", "nao": "int32",

@@ -6,7 +6,8 @@ Building blocks:
   average pool followed by 1³), concatenated;
 - ``ResBlock3d``: an Inception unit, a 3³ convolution and an SE gate on a residual (skip) path.
 
-``PropertyCNN`` stacks a stem, stages of residual blocks with stride-2 downsampling between them, global
+``PropertyCNN`` optionally average-pools its input grids (``pool``, after augmentation, so rotations are resampled
+at the stored resolution), then stacks a stem, stages of residual blocks with stride-2 downsampling between them, global
 average + max pooling and an MLP giving per-target mean and variance (the same contract as the graph models).
 ``memory_estimate`` traces a model on PyTorch's meta device (no memory, no compute) to give activation and
 parameter memory per sample and the largest batch that fits a given device.
@@ -23,7 +24,26 @@ def stage_widths(dim: int, layers: int) -> tuple[int, ...]:
     return tuple(max(8, dim >> (layers - 1 - k)) for k in range(layers))
 
 
-def _norm(c: int) -> nn.Module:
+class ChannelNorm(nn.Module):
+    """Normalisation across the channels of each voxel (a per-voxel LayerNorm). It uses no spatial statistics, so
+    a fully convolutional network behaves the same on a training crop and on a whole grid."""
+
+    def __init__(self, c: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.eps = eps
+
+    def forward(self, x):
+        mu = x.mean(1, keepdim=True)
+        var = (x - mu).pow(2).mean(1, keepdim=True)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - mu) * torch.rsqrt(var + self.eps) * self.weight.view(shape) + self.bias.view(shape)
+
+
+def _norm(c: int, kind: str = "group") -> nn.Module:
+    if kind == "channel":
+        return ChannelNorm(c)
     return nn.GroupNorm(min(8, c), c)  # batch-size independent, so small CPU batches train like large GPU ones
 
 
@@ -54,11 +74,11 @@ class Inception3d(nn.Module):
 
 
 class ResBlock3d(nn.Module):
-    def __init__(self, c: int, inception: bool = True, se: bool = True):
+    def __init__(self, c: int, inception: bool = True, se: bool = True, norm: str = "group"):
         super().__init__()
-        self.n1 = _norm(c)
+        self.n1 = _norm(c, norm)
         self.c1 = Inception3d(c, c) if inception else nn.Conv3d(c, c, 3, padding=1)
-        self.n2 = _norm(c)
+        self.n2 = _norm(c, norm)
         self.c2 = nn.Conv3d(c, c, 3, padding=1)
         self.se = SE3d(c) if se else nn.Identity()
 
@@ -82,9 +102,10 @@ class PropertyCNN(nn.Module):
 
     def __init__(self, in_channels: int, n_targets: int, widths=(16, 32, 64, 128), blocks: int = 1,
                  inception: bool = True, se: bool = True, dropout: float = 0.0, augment: bool = True,
-                 max_shift: float = 0.5, input_scale: float = 0.05):
+                 max_shift: float = 0.5, input_scale: float = 0.05, pool: int = 1):
         super().__init__()
         self.augment, self.max_shift, self.input_scale = augment, max_shift, input_scale
+        self.pool = int(pool)  # average-pool the input grids by this factor (after augmentation): 8x less work at 2
         self.stem = nn.Conv3d(in_channels, widths[0], 3, padding=1)
         stages = []
         for k, w in enumerate(widths):
@@ -103,6 +124,8 @@ class PropertyCNN(nn.Module):
         if self.augment and self.training:  # real-time augmentation: a fresh rotation and shift per sample
             from elprop.density.augment import augment_batch
             x = augment_batch(x, self.max_shift)
+        if self.pool > 1:  # block averages keep the charge: coarser voxels, same integral
+            x = F.avg_pool3d(x, self.pool)
         h = self.stem(torch.asinh(x / self.input_scale))  # compresses the density's dynamic range
         h = _run(self.stages, h, self.checkpointing)
         h = F.silu(self.norm(h))
@@ -117,7 +140,9 @@ class UNet3d(nn.Module):
     deformation density Δρ [B, 1, n, n, n]; the caller adds it to the promolecular density. With
     ``conserve=True`` the mean of Δρ over each grid is removed, so ∫ρ_pred = ∫ρ_pro, the electron count, by
     construction. Encoder: residual blocks and stride-2 convolutions; decoder: transposed convolutions, the
-    encoder's features concatenated at each scale (skip connections)."""
+    encoder's features concatenated at each scale (skip connections). Its normalisation is per voxel across
+    channels (``ChannelNorm``), not over the grid, so it can train on crops and predict whole grids.
+    (Squeeze-and-Excitation gates do pool over the grid; ``se=False`` removes them.)"""
 
     def __init__(self, in_channels: int, widths=(16, 32, 64), conserve: bool = True, se: bool = True):
         super().__init__()
@@ -125,7 +150,7 @@ class UNet3d(nn.Module):
         self.enc = nn.ModuleList()
         self.down = nn.ModuleList()
         for k, w in enumerate(widths):
-            self.enc.append(ResBlock3d(w, inception=True, se=se))
+            self.enc.append(ResBlock3d(w, inception=True, se=se, norm="channel"))
             if k + 1 < len(widths):
                 self.down.append(nn.Conv3d(w, widths[k + 1], 3, stride=2, padding=1))
         self.up = nn.ModuleList()
@@ -133,7 +158,7 @@ class UNet3d(nn.Module):
         for k in range(len(widths) - 1, 0, -1):
             self.up.append(nn.ConvTranspose3d(widths[k], widths[k - 1], 2, stride=2))
             self.dec.append(nn.Sequential(nn.Conv3d(2 * widths[k - 1], widths[k - 1], 1),
-                                          ResBlock3d(widths[k - 1], inception=False, se=se)))
+                                          ResBlock3d(widths[k - 1], inception=False, se=se, norm="channel")))
         self.out = nn.Conv3d(widths[0], 1, 1)
         self.conserve = conserve
         self.checkpointing = False

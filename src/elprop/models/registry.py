@@ -16,14 +16,17 @@ MODELS = {
 
 
 def build_model(name: str, extensive: list[bool], in_dim: int | None = None, dim: int = 128, layers: int = 4,
-                dropout: float = 0.0):
+                dropout: float = 0.0, **arch):
+    """``arch``: family-specific options (cnn3d: pool, augment; hk-unet: crop, augment)."""
+    if arch and name not in ("cnn3d", "hk-unet"):
+        raise KeyError(f"model {name!r} takes no options {sorted(arch)}")
     if name == "bondgraph":
         return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout)
     if name == "cnn3d":  # in_dim: input channels; widths double per stage up to dim
-        return PropertyCNN(in_dim, len(extensive), widths=stage_widths(dim, layers), dropout=dropout)
+        return PropertyCNN(in_dim, len(extensive), widths=stage_widths(dim, layers), dropout=dropout, **arch)
     if name == "hk-unet":
         from elprop.models.hk import HKMap
-        return HKMap(in_dim, widths=stage_widths(dim, layers))
+        return HKMap(in_dim, widths=stage_widths(dim, layers), **arch)
     if name == "schnet":
         return SchNet(extensive, dim=dim, layers=layers, dropout=dropout)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")

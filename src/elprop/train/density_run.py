@@ -50,20 +50,22 @@ class HKSet:
 
 
 class DensityModel:
-    def __init__(self, channels=("promolecular",), widths=(16, 32, 64), seed: int = 0, conserve: bool = True):
+    def __init__(self, channels=("promolecular",), widths=(16, 32, 64), seed: int = 0, conserve: bool = True,
+                 crop: int = 0):
         bad = [c for c in channels if c not in ("promolecular", "potential")]
         if bad:
             raise InputError(f"the HK map's inputs are promolecular and/or potential grids, not {', '.join(bad)}")
         self.config = {"model": "hk-unet", "channels": list(channels), "widths": [int(w) for w in widths],
-                       "seed": seed, "conserve": conserve}
+                       "seed": seed, "conserve": conserve, "crop": int(crop)}
         self.net = None
 
     def _new_net(self):
         from elprop.models.hk import HKMap
-        return HKMap(len(self.config["channels"]), tuple(self.config["widths"]), conserve=self.config["conserve"])
+        return HKMap(len(self.config["channels"]), tuple(self.config["widths"]), conserve=self.config["conserve"],
+                     crop=self.config.get("crop", 0))
 
     def fit(self, store, split, out_dir, *, epochs=100, time_budget=None, batch_size=4, lr=1e-3, weight_decay=1e-5,
-            ema=0.0, progress=True, log=print):
+            ema=0.0, progress=True, log=print, device="cpu", amp=False, checkpointing=False):
         from elprop.train.loop import train_network
         st = DensityStore(store)
         self.config["grid"] = st.grid_params
@@ -71,20 +73,25 @@ class DensityModel:
         self.config["dft_level"] = st.kind_attrs("dft").get("level_of_theory", "")
         torch.manual_seed(self.config["seed"])
         self.net = self._new_net()
+        self.net.checkpointing = checkpointing
         rep = HKSet(store, self.config["channels"])
         train_network(self.net, rep, None, np.asarray(split["train"]), np.asarray(split.get("val", [])),
                       Path(out_dir), epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, ema=ema, seed=self.config["seed"], progress=progress, log=log)
+                      weight_decay=weight_decay, ema=ema, seed=self.config["seed"], progress=progress, log=log,
+                      device=device, amp=amp)
+        self.net.checkpointing = False
         return self
 
     def predict_store(self, store, idx, batch_size: int = 8) -> np.ndarray:
         """Predicted densities [M, n, n, n] (e/Å³) for records ``idx`` of a store."""
+        from elprop.train.device import net_device, to_device
         rep = HKSet(store, self.config["channels"])
         self.net.eval()
+        dev = net_device(self.net)
         out = []
         with torch.no_grad():
             for s in range(0, len(idx), batch_size):
-                out.append(self.net(rep.batch(idx[s:s + batch_size]))[:, 0].numpy())
+                out.append(self.net(to_device(rep.batch(idx[s:s + batch_size]), dev))[:, 0].float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,) + (int(self.config["grid"]["shape"]),) * 3)
 
     def input_grids(self, z, pos):
@@ -103,10 +110,12 @@ class DensityModel:
 
     def predict_molecule(self, z, pos):
         grid, x, pro = self.input_grids(z, pos)
+        from elprop.train.device import net_device
         self.net.eval()
+        dev = net_device(self.net)
         with torch.no_grad():
-            rho = self.net({"x": torch.from_numpy(x)[None], "pro": torch.from_numpy(pro)[None, None]})
-        return grid, rho[0, 0].numpy()
+            rho = self.net({"x": torch.from_numpy(x)[None].to(dev), "pro": torch.from_numpy(pro)[None, None].to(dev)})
+        return grid, rho[0, 0].cpu().numpy()
 
     def save(self, path, card: str | None = None) -> Path:
         from safetensors.torch import save_file
@@ -114,7 +123,7 @@ class DensityModel:
         from elprop import __version__
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        sd = {n: p.detach().contiguous() for n, p in self.net.state_dict().items()}
+        sd = {n: p.detach().cpu().contiguous() for n, p in self.net.state_dict().items()}
         atomic_write(path / "member_0.safetensors", lambda tmp: save_file(sd, tmp))
         cfg = dict(self.config, elprop_version=__version__, torch_version=torch.__version__,
                    saved=time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -133,12 +142,20 @@ class DensityModel:
             raise InputError(f"{path}: not a saved elprop model ({e})") from None
         if cfg.get("model") != "hk-unet":
             raise InputError(f"{path}: a {cfg.get('model')!r} model, not a density model (hk-unet)")
-        m = cls(cfg["channels"], cfg["widths"], cfg.get("seed", 0), cfg.get("conserve", True))
+        m = cls(cfg["channels"], cfg["widths"], cfg.get("seed", 0), cfg.get("conserve", True), cfg.get("crop", 0))
         m.config.update({k: cfg[k] for k in ("grid", "kinds", "dft_level") if k in cfg})
         m.net = m._new_net()
         m.net.load_state_dict(load_file(path / "member_0.safetensors"))
         m.net.eval()
         return m
+
+
+def _machine(device) -> str:
+    import torch
+    m = f"{platform.machine()} {platform.processor()}".strip()
+    if str(device).startswith("cuda"):
+        m += f", {torch.cuda.get_device_name(torch.device(device))}"
+    return m
 
 
 def grid_dipole(rho: np.ndarray, grid, z, pos) -> np.ndarray:
@@ -199,7 +216,8 @@ def slice_figure(path, st: DensityStore, i: int, pred: np.ndarray, title: str = 
 
 def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 64), split="random",
                  split_file=None, n_train=0.8, n_val=0.1, seed=0, epochs=100, time_budget=None, batch_size=4,
-                 lr=1e-3, weight_decay=1e-5, ema=0.0, progress=True, log=print):
+                 lr=1e-3, weight_decay=1e-5, ema=0.0, crop=0, device="cpu", amp=False, checkpointing=False,
+                 progress=True, log=print):
     """Train the HK map on a store and write ``run_dir`` like a property run; returns (model, metric rows)."""
     from elprop.data.splits import load_split, make_split, save_split
     run_dir = Path(run_dir)
@@ -220,12 +238,14 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     config = dict(model="hk-unet", channels=list(channels), widths=list(widths), split=split, seed=seed,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])),
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  ema=ema, data=str(store), machine=f"{platform.machine()} {platform.processor()}".strip())
+                  ema=ema, crop=crop, device=str(device), amp=amp, gradient_checkpointing=checkpointing,
+                  data=str(store), machine=_machine(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    model = DensityModel(channels, widths, seed)
+    model = DensityModel(channels, widths, seed, crop=crop)
     t0 = time.time()
     model.fit(store, sp, run_dir / "checkpoints" / "member_0", epochs=epochs, time_budget=time_budget,
-              batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress, log=log)
+              batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress, log=log,
+              device=device, amp=amp, checkpointing=checkpointing)
     train_s = time.time() - t0
     rows, per_mol = [], []
     for part in ("val", "test"):

@@ -23,7 +23,7 @@ from elprop.train.scaling import TargetScaler
 class PropertyModel:
     def __init__(self, model: str = "bondgraph", targets=("homo", "lumo", "gap"), features: str = "extended",
                  dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0,
-                 dropout: float = 0.0, channels=None):
+                 dropout: float = 0.0, channels=None, arch: dict | None = None):
         if model not in MODELS:
             raise InputError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
         for t in targets:
@@ -37,6 +37,9 @@ class PropertyModel:
             if not channels:
                 raise InputError(f"model {model!r} needs input channels (density kinds, e.g. dft,promolecular)")
             self.config["channels"] = list(channels)
+        if arch:  # family-specific architecture options (e.g. cnn3d: pool, augment)
+            self.config["arch"] = dict(arch)
+        self.tta = 0  # volumetric models: average predictions over this many random rotations (0: off)
         self.nets: list[torch.nn.Module] = []
         self.scaler: TargetScaler | None = None
         self.domain: dict = {}
@@ -70,7 +73,8 @@ class PropertyModel:
     def _new_net(self, in_dim):
         ext = [TARGETS[t].extensive for t in self.config["targets"]]
         return build_model(self.config["model"], ext, in_dim=in_dim, dim=self.config["dim"],
-                           layers=self.config["layers"], dropout=self.config.get("dropout", 0.0))
+                           layers=self.config["layers"], dropout=self.config.get("dropout", 0.0),
+                           **self.config.get("arch", {}))
 
     def _in_dim(self, rep):
         if self.representation == "volume":
@@ -79,7 +83,8 @@ class PropertyModel:
 
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, ds: Dataset, split: dict, out_dir, *, epochs=100, time_budget=None, batch_size=128, lr=1e-3,
-            weight_decay=1e-5, ema=0.0, progress=True, log=print, rep=None):
+            weight_decay=1e-5, ema=0.0, progress=True, log=print, rep=None, device="cpu", amp=False,
+            checkpointing=False):
         """Train on ``split['train']`` (validation on ``split['val']``); ``rep`` is ``self.represent(ds)`` if the
         caller already has it."""
         torch.manual_seed(self.config["seed"])
@@ -98,14 +103,17 @@ class PropertyModel:
         for k in range(self.config["ensemble"]):
             torch.manual_seed(self.config["seed"] + k)
             net = self._new_net(self._in_dim(rep))
+            if hasattr(net, "checkpointing"):
+                net.checkpointing = checkpointing
             if self.config["ensemble"] > 1:
                 log(f"ensemble member {k + 1}/{self.config['ensemble']}")
             from elprop.train.loop import train_network
             train_network(net, rep, y_s, tr, va, Path(out_dir) / f"member_{k}", epochs=epochs,
                           time_budget=per_member, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                          ema=ema,
-                          seed=self.config["seed"] + k,
-                          progress=progress, log=log)
+                          ema=ema, seed=self.config["seed"] + k, progress=progress, log=log, device=device,
+                          amp=amp)
+            if hasattr(net, "checkpointing"):
+                net.checkpointing = False
             self.nets.append(net)
         if len(va):
             self.calibrate(rep, va, y[va])
@@ -136,12 +144,21 @@ class PropertyModel:
         mean = np.full((len(idx), t), np.nan)
         std = np.full((len(idx), t), np.nan)
         if len(ok):
-            mus, vars_ = zip(*(predict_scaled(net, rep, ok) for net in self.nets))
+            mus, vars_ = zip(*(self._predict_net(net, rep, ok) for net in self.nets))
             mu_s, var_s = np.mean(mus, 0), np.mean(vars_, 0) + (np.var(mus, 0) if len(mus) > 1 else 0.0)
             y, var = self.scaler.inverse(mu_s, rep.counts[ok], var_s)
             pos = np.nonzero(rep.valid[idx])[0]  # rows of idx that hold the valid molecules ok
             mean[pos], std[pos] = y, np.sqrt(var) * self.sigma_scale
         return mean, std
+
+    def _predict_net(self, net, rep, idx):
+        from elprop.train.loop import predict_scaled
+        if not self.tta:
+            return predict_scaled(net, rep, idx)
+        # test-time augmentation: the mean over random rotations; their spread joins the variance
+        runs = [predict_scaled(_Rotated(net, seed=r), rep, idx) for r in range(self.tta)]
+        mus = np.stack([m for m, _ in runs])
+        return mus.mean(0), np.mean([v for _, v in runs], 0) + mus.var(0)
 
     def predict(self, data):
         """Predict a Dataset or a list of SMILES. Returns (mean, std, rep) with NaN rows for bad molecules."""
@@ -172,10 +189,10 @@ class PropertyModel:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         for k, net in enumerate(self.nets):
-            sd = {n: p.detach().contiguous() for n, p in net.state_dict().items()}
+            sd = {n: p.detach().cpu().contiguous() for n, p in net.state_dict().items()}
             atomic_write(path / f"member_{k}.safetensors", lambda tmp, sd=sd: save_file(sd, tmp))
         cfg = dict(self.config, units={t: unit(t) for t in self.config["targets"]}, scaler=self.scaler.to_dict(),
-                   sigma_scale=[float(v) for v in self.sigma_scale],
+                   sigma_scale=[float(v) for v in self.sigma_scale], tta=int(self.tta),
                    domain=self.domain, in_dim=self._in_dim_from_nets(), elprop_version=__version__,
                    torch_version=torch.__version__, saved=time.strftime("%Y-%m-%d %H:%M:%S"))
         if extra:
@@ -203,11 +220,12 @@ class PropertyModel:
         except ValueError as e:
             raise InputError(f"{cfg_path}: malformed config ({e})") from None
         m = cls(cfg["model"], cfg["targets"], cfg["features"], cfg["dim"], cfg["layers"], cfg["ensemble"],
-                cfg.get("seed", 0), cfg.get("dropout", 0.0), cfg.get("channels"))
+                cfg.get("seed", 0), cfg.get("dropout", 0.0), cfg.get("channels"), cfg.get("arch"))
         m.scaler = TargetScaler.from_dict(cfg["scaler"])
         m.domain = cfg.get("domain", {})
         m.sigma_scale = np.asarray(cfg.get("sigma_scale", np.ones(len(m.config["targets"]))), dtype=np.float64)
         m.saved_config = cfg
+        m.tta = int(cfg.get("tta", 0))
         files = sorted(path.glob("member_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
         if not files:
             raise InputError(f"{path}: saved model has no member_*.safetensors weights")
@@ -217,6 +235,21 @@ class PropertyModel:
             net.eval()
             m.nets.append(net)
         return m
+
+
+class _Rotated(torch.nn.Module):
+    """A volumetric network that sees its input grids turned by a fixed random rotation (and sub-voxel shift),
+    drawn per sample from a generator seeded with ``seed``: one member of test-time augmentation."""
+
+    def __init__(self, net, seed: int):
+        super().__init__()
+        self.net, self.seed = net, seed
+
+    def forward(self, batch):
+        from elprop.density.augment import augment_batch
+        gen = torch.Generator().manual_seed(1_000_003 * self.seed + batch["x"].shape[0])
+        x = augment_batch(batch["x"], getattr(self.net, "max_shift", 0.5), generator=gen)
+        return self.net(dict(batch, x=x))
 
 
 def _domain(ds: Dataset, rep, tr) -> dict:

@@ -16,28 +16,35 @@ import torch
 from elprop.data.cache import atomic_write, write_csv
 
 
-def predict_scaled(net, rep, idx, batch_size: int = 512):
+def predict_scaled(net, rep, idx, batch_size: int | None = None, amp: bool = False):
+    """(mean, variance) in scaled units for rows ``idx``, on the network's device."""
+    from elprop.train.device import autocast, net_device, to_device
     net.eval()
+    dev = net_device(net)
+    batch_size = batch_size or getattr(rep, "predict_batch", 512)
     mus, vars_ = [], []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(dev, amp):
         for s in range(0, len(idx), batch_size):
-            mu, var = net(rep.batch(idx[s:s + batch_size]))
-            mus.append(mu.numpy())
-            vars_.append(var.numpy())
+            mu, var = net(to_device(rep.batch(idx[s:s + batch_size]), dev))
+            mus.append(mu.float().cpu().numpy())
+            vars_.append(var.float().cpu().numpy())
     if not mus:
         t = net.n_targets if hasattr(net, "n_targets") else net.readout.ext.shape[0]
         return np.zeros((0, t)), np.zeros((0, t))
     return np.concatenate(mus).astype(np.float64), np.concatenate(vars_).astype(np.float64)
 
 
-def validation_loss(net, rep, idx, batch_size: int) -> float:
+def validation_loss(net, rep, idx, batch_size: int, amp: bool = False) -> float:
     """The mean of ``net.loss``'s metric over molecules ``idx``, in eval mode (no augmentation)."""
+    from elprop.train.device import autocast, net_device, to_device
+    dev = net_device(net)
     net.eval()
     tot, n = 0.0, 0
     with torch.no_grad():
         for s in range(0, len(idx), batch_size):
             b = idx[s:s + batch_size]
-            _, metric = net.loss(rep.batch(b))
+            with autocast(dev, amp):
+                _, metric = net.loss(to_device(rep.batch(b), dev))
             tot += float(metric) * len(b)
             n += len(b)
     return tot / max(n, 1)
@@ -61,16 +68,23 @@ def _save_ckpt(path: Path, state: dict):
 def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epochs: int = 100,
                   time_budget: float | None = None, batch_size: int = 128, lr: float = 1e-3,
                   weight_decay: float = 1e-5, ema: float = 0.0, seed: int = 0,
-                  ckpt_every_s: float = 120.0, progress: bool = True, log=print):
+                  ckpt_every_s: float = 120.0, progress: bool = True, log=print, device="cpu",
+                  amp: bool = False):
     """Train ``net`` in place; returns (best state_dict, history rows). Resumes from ``out_dir/last.pt``.
 
     ``ema`` > 0 keeps an exponential moving average of the weights (decay ``ema`` per step, with the usual
-    warm-up min(ema, (1 + t) / (10 + t))); validation, the best checkpoint and the returned weights use it."""
+    warm-up min(ema, (1 + t) / (10 + t))); validation, the best checkpoint and the returned weights use it.
+    ``device`` is where the network trains (it stays there); ``amp`` turns on bfloat16 autocasting (on GPU).
+    Checkpoints are portable: a run started on a GPU can resume on the CPU and the other way round."""
+    from elprop.train.device import autocast, to_device
+    device = torch.device(device)
+    net.to(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best": math.inf, "history": [], "t": 0}
     avg = {k: v.detach().clone() for k, v in net.state_dict().items()} if ema > 0 else None
+    # parameters are on the device before the optimizer's state is created or loaded (it follows them)
     last = out_dir / "last.pt"
     if last.exists():
         ck = torch.load(last, weights_only=False, map_location="cpu")
@@ -79,12 +93,12 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
         state = ck["state"]
         state.setdefault("t", 0)
         if avg is not None and ck.get("ema") is not None:
-            avg = ck["ema"]
+            avg = {k: v.to(device) for k, v in ck["ema"].items()}
         log(f"resuming from {last}: epoch {state['epoch'] + 1}, step {state['step']}, "
             f"{state['elapsed']:.0f} s of training done")
     best_path = out_dir / "best.pt"
     # y_scaled None: the batches carry their own targets and the network scores them (net.loss, e.g. the HK map)
-    y_t = None if y_scaled is None else torch.from_numpy(y_scaled.astype(np.float32))
+    y_t = None if y_scaled is None else torch.from_numpy(y_scaled.astype(np.float32)).to(device)
     n_batches = max(1, len(train_idx) // batch_size)
     t_last_ckpt = time.time()
 
@@ -134,12 +148,13 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
             for g in opt.param_groups:  # cosine decay to 1% over the budget
                 g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * fraction_done())))
             bidx = perm[state["step"] * batch_size:(state["step"] + 1) * batch_size]
-            batch = rep.batch(bidx)
-            if y_t is None:
-                loss, l1 = net.loss(batch)
-            else:
-                mu, var = net(batch)
-                loss, l1 = loss_fn(mu, var, y_t[bidx])
+            batch = to_device(rep.batch(bidx), device)
+            with autocast(device, amp):
+                if y_t is None:
+                    loss, l1 = net.loss(batch)
+                else:
+                    mu, var = net(batch)
+                    loss, l1 = loss_fn(mu.float(), var.float(), y_t[torch.as_tensor(bidx, device=device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -162,9 +177,10 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
         t_val = time.time()
         with _Swapped():
             if y_t is None:
-                val = validation_loss(net, rep, val_idx, batch_size) if len(val_idx) else float(np.mean(losses))
+                val = validation_loss(net, rep, val_idx, batch_size, amp) if len(val_idx) \
+                    else float(np.mean(losses))
             else:
-                mu_v, _ = predict_scaled(net, rep, val_idx)
+                mu_v, _ = predict_scaled(net, rep, val_idx, amp=amp)
                 err = np.abs(mu_v - y_scaled[val_idx])
                 val = float(np.nanmean(err)) if len(val_idx) else float(np.mean(losses))
         val_state = {k: v.clone() for k, v in avg.items()} if avg is not None else None
@@ -186,7 +202,8 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
             break
     if bar is not None:
         bar.close()
-    best = torch.load(best_path, weights_only=True) if best_path.exists() else net.state_dict()
+    best = torch.load(best_path, weights_only=True, map_location=device) if best_path.exists() \
+        else net.state_dict()
     net.load_state_dict(best)
     write_csv(out_dir / "history.csv", state["history"])
     return best, state["history"]

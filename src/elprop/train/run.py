@@ -33,8 +33,8 @@ def evaluate(model: PropertyModel, ds: Dataset, idx, split_name: str, plot_dir=N
 def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo", "gap"), features="extended",
               dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
-              progress=True, log=print, card_extra="", channels=None,
-              parent_index=None):
+              progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
+              checkpointing=False, parent_index=None):
     """Train and evaluate, writing ``run_dir``. ``parent_index`` (sorted) maps the rows of ``ds`` to a larger data
     set it was cut from (``--limit``): split.json then holds indices of that larger set, so ``elprop evaluate``
     on the full data scores the same molecules."""
@@ -61,15 +61,16 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
                   layers=layers, ensemble=ensemble, split=split, split_file=str(split_file) if split_file else None,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  dropout=dropout, ema=ema, channels=channels, data=ds.source,
-                  n_molecules=len(ds), machine=f"{platform.machine()} {platform.processor()}".strip())
+                  dropout=dropout, ema=ema, channels=channels, arch=arch or {}, tta=tta, device=str(device), amp=amp,
+                  gradient_checkpointing=checkpointing, data=ds.source, n_molecules=len(ds), machine=_machine(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout, channels)
+    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout, channels, arch)
+    est.tta = tta  # used by the validation-set calibration and the metrics below, and saved with the model
     t0 = time.time()
     rep = est.represent(ds)  # once, for training and for the evaluation below
     est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, ema=ema, rep=rep,
-            progress=progress, log=log)
+            weight_decay=weight_decay, ema=ema, rep=rep, progress=progress, log=log, device=device, amp=amp,
+            checkpointing=checkpointing)
     wall = time.time() - t0
     rows = []
     for name in ("val", "test"):
@@ -90,6 +91,14 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     card = model_card(est, config, rows, train_s, card_extra)
     est.save(run_dir / "model", card=card, extra={"split_seed": seed, "data": ds.source})
     return est, rows
+
+
+def _machine(device) -> str:
+    import torch
+    m = f"{platform.machine()} {platform.processor()}".strip()
+    if str(device).startswith("cuda"):
+        m += f", {torch.cuda.get_device_name(torch.device(device))}"
+    return m
 
 
 def _by_member(hist):
