@@ -163,7 +163,7 @@ def main():
     ap.add_argument("--hk-budget", type=float, default=1500)
     ap.add_argument("--hk-potential-budget", type=float, default=600,
                     help="budget of the HK map from the potential (0: skip it)")
-    ap.add_argument("--hk-dim", type=int, default=32)
+    ap.add_argument("--hk-dim", type=int, default=64)
     ap.add_argument("--hk-layers", type=int, default=3)
     ap.add_argument("--hk-crop", type=int, default=32)
     ap.add_argument("--hk-batch", type=int, default=4)
