@@ -209,3 +209,37 @@ def test_regularisation_path_warm_starts_and_reuses_the_tree(small_set):
     assert steps[-1][3] < steps[0][3]  # the objective falls with lambda
     sizes = [h["tree_nodes"] for h in m2.history]
     assert sizes == sorted(sizes)  # the explored tree only grows: earlier nodes are reused, not rebuilt
+
+
+@pytest.mark.parametrize("depth,leaf", [(1, 1), (3, 1), (4, 5)])
+def test_subgraph_tree_equals_sklearn_tree_on_the_enumerated_features(small_set, depth, leaf):
+    from sklearn.tree import DecisionTreeRegressor
+    from elprop.subgraph.search import SearchTree
+    from elprop.subgraph.trees import SubgraphBoosting, SubgraphTree
+    graphs, y, _ = small_set
+    X, _ = _explicit(graphs, 2, 4)
+    st = SearchTree(GSpan(graphs, 2, max_edges=4))
+    t = SubgraphTree(depth, leaf).fit(st, y)
+    b = SubgraphBoosting(graphs, y, n_estimators=1, learning_rate=1.0)
+    b.trees, b.init = [t], 0.0
+    mine = b.predict(lambda p: np.isin(np.arange(len(y)), p.gids), len(y))
+    theirs = DecisionTreeRegressor(max_depth=depth, min_samples_leaf=leaf, random_state=0).fit(X, y).predict(X)
+    assert np.allclose(mine, theirs, atol=1e-10)
+    assert len(t.patterns()) >= min(depth, 2)
+    if depth == 1:  # the bound prunes: a stump search visits part of the tree only
+        assert st.size < len(GSpan(graphs, 2, max_edges=4).mine())
+
+
+def test_subgraph_boosting_equals_sklearn_boosting(small_set):
+    from sklearn.ensemble import GradientBoostingRegressor
+    from elprop.subgraph.trees import SubgraphBoosting
+    graphs, y, _ = small_set
+    X, _ = _explicit(graphs, 2, 4)
+    b = SubgraphBoosting(graphs, y, n_estimators=15, learning_rate=0.2, max_depth=3, min_support=2,
+                         max_edges=4).fit()
+    sk = GradientBoostingRegressor(n_estimators=15, learning_rate=0.2, max_depth=3, random_state=0).fit(X, y)
+    assert np.allclose(b.train_pred, sk.predict(X), atol=1e-10)
+    rmse = [h["train_rmse"] for h in b.history]
+    assert rmse[-1] < rmse[0]
+    imp = b.feature_importance()
+    assert imp and imp[0][1] >= imp[-1][1] > 0
