@@ -243,3 +243,40 @@ def test_subgraph_boosting_equals_sklearn_boosting(small_set):
     assert rmse[-1] < rmse[0]
     imp = b.feature_importance()
     assert imp and imp[0][1] >= imp[-1][1] > 0
+
+
+def test_subgraph_commands_write_reports_and_reject_bad_input(tmp_path, cli):
+    import csv
+    res = cli("subgraph", "mine", "--limit", "200", "--min-support", "0.05", "--max-edges", "3", "--out",
+              tmp_path / "m", "--top", "5")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(tmp_path / "m" / "patterns.csv")))
+    assert rows and all(int(r["support"]) >= 10 for r in rows)
+    assert (tmp_path / "m" / "report.html").read_text().count("<svg") == 5
+    for model, extra in (("sparse-linear", ["--lambda", "0.02"]), ("boosted-trees", ["--n-estimators", "5"])):
+        res = cli("subgraph", "fit", "--model", model, "--limit", "200", "--target", "gap", "--max-edges", "3",
+                  "--out", tmp_path / model, *extra)
+        assert res.returncode == 0, res.stderr
+        m = {r["split"]: float(r["mae"]) for r in csv.DictReader(open(tmp_path / model / "metrics.csv"))}
+        assert 0 < m["train"] < 1.5 and 0 < m["test"] < 1.6  # the gap's spread is about 1.3 eV
+        assert json_load(tmp_path / model / "model.json")["model"] == model
+    res = cli("subgraph", "path", "--limit", "150", "--target", "gap", "--max-edges", "3", "--n-lambdas", "4",
+              "--out", tmp_path / "p")
+    assert res.returncode == 0, res.stderr
+    assert len(list(csv.DictReader(open(tmp_path / "p" / "path.csv")))) == 4 and (tmp_path / "p" / "path.png").exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("smiles,y\nCCO,1.0\nC1CC,2.0\n")
+    res = cli("subgraph", "fit", "--model", "sparse-linear", "--data", bad, "--target", "y", "--out", tmp_path / "b")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    nan = tmp_path / "nan.csv"
+    nan.write_text("smiles,y\nCCO,1.0\nCCC,\n")
+    res = cli("subgraph", "fit", "--model", "sparse-linear", "--data", nan, "--target", "y", "--out", tmp_path / "n")
+    assert res.returncode == 2
+    res = cli("subgraph", "fit", "--model", "sparse-linear", "--limit", "50", "--target", "nope", "--out",
+              tmp_path / "x")
+    assert res.returncode == 2 and "nope" in res.stderr
+
+
+def json_load(path):
+    import json
+    return json.loads(open(path).read())

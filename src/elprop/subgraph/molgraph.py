@@ -88,10 +88,14 @@ def mol_graph(mol: Chem.Mol, labeling: Labeling) -> LabeledGraph:
 def smiles_graphs(smiles, labeling: Labeling | None = None):
     """(graphs, mols, labeling) for a list of SMILES; InputError naming the first unparsable one. The mols are
     as labelled (``prepare``), so RDKit matches of pattern SMARTS on them are the pattern's occurrences."""
+    from elprop.chem.rdkit_utils import mol_from_smiles  # (also silences RDKit's own parse messages)
     labeling = labeling or Labeling()
     graphs, mols = [], []
     for k, s in enumerate(smiles):
-        m = Chem.MolFromSmiles(str(s))
+        try:
+            m = mol_from_smiles(str(s))
+        except InputError:
+            m = None
         if m is None or m.GetNumAtoms() == 0:
             raise InputError(f"row {k + 1}: cannot parse SMILES {s!r}")
         m = prepare(m, labeling)

@@ -1,0 +1,354 @@
+"""``elprop subgraph mine|fit|path``: learning over all subgraphs of molecules."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+EPILOG = """examples:
+  elprop subgraph mine --data qm9 --limit 2000 --min-support 0.02 --max-edges 6 --out runs/sg-mine
+  elprop subgraph fit --model sparse-linear --data qm9 --limit 3000 --target gap --lambda 0.01 --out runs/sg-lasso
+  elprop subgraph fit --model boosted-trees --data mols.csv --target logS --n-estimators 200 --out runs/sg-gbt
+  elprop subgraph fit --model slda --data qm9 --limit 3000 --target gap --topics 20 --out runs/sg-slda
+  elprop subgraph path --data qm9 --limit 3000 --target gap --n-lambdas 15 --out runs/sg-path
+
+Molecules are graphs of heavy atoms labelled by element (options: --aromatic, --charge, --hydrogens) with bonds
+labelled single/double/triple/aromatic (--kekulize: Kekulé orders). Each command writes a CSV table and
+report.html (substructures drawn with their weights and supports) into --out; fit and path also write
+metrics.csv (train/test MAE, RMSE, R²) and model.json (the substructures as SMARTS with their coefficients).
+"""
+
+
+def add_parser(sub):
+    p = sub.add_parser("subgraph", help="mine subgraphs; sparse models, boosted trees and topic models over them",
+                       description="Learning over all subgraphs: a gSpan miner, sparse linear models over the "
+                                   "complete subgraph feature set, subgraph-split boosted trees, and supervised "
+                                   "topic models over bags of subgraphs.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ssub = p.add_subparsers(dest="subcommand", metavar="subcommand")
+    ssub.required = True
+
+    def common(q, target=True):
+        q.add_argument("--data", default="qm9", help="'qm9' (default), a QM9 tarball/folder, or a CSV/SDF/SMILES "
+                                                     "file (any file with SMILES and targets)")
+        if target:
+            q.add_argument("--target", required=True, help="the target column (see `elprop data info qm9`)")
+        q.add_argument("--smiles-column", help="SMILES column of a CSV")
+        q.add_argument("--limit", type=int, help="use N molecules of a seeded shuffle")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--min-support", type=float, default=0.01,
+                       help="minimum support: a count of molecules, or a fraction if below 1 (default 0.01)")
+        q.add_argument("--max-edges", type=int, default=6, help="largest pattern, in bonds (default 6)")
+        q.add_argument("--aromatic", action="store_true", help="label atoms aromatic or not")
+        q.add_argument("--charge", action="store_true", help="label atoms with their formal charge")
+        q.add_argument("--hydrogens", action="store_true", help="keep hydrogens as vertices")
+        q.add_argument("--kekulize", action="store_true", help="Kekulé bond orders instead of aromatic bonds")
+        q.add_argument("--out", required=True, help="output folder")
+
+    m = ssub.add_parser("mine", help="frequent subgraphs (gSpan) with their support",
+                        description="Mine all subgraphs with at least --min-support occurrences (gSpan).")
+    common(m, target=False)
+    m.add_argument("--top", type=int, default=60, help="patterns drawn in the report (default 60)")
+    m.set_defaults(func=run_mine)
+
+    f = ssub.add_parser("fit", help="fit a model over subgraph features and evaluate it on a test split")
+    common(f)
+    f.add_argument("--model", required=True, choices=["sparse-linear", "boosted-trees", "slda"])
+    f.add_argument("--n-train", type=float, default=0.8, help="training share or count (default 0.8; rest test)")
+    f.add_argument("--loss", choices=["squared", "logistic"], default="squared",
+                   help="sparse-linear: squared (regression) or logistic (0/1 targets)")
+    f.add_argument("--lambda", dest="lam", type=float,
+                   help="sparse-linear: the penalty λ (default: λ_max / 100)")
+    f.add_argument("--l1-ratio", type=float, default=1.0, help="sparse-linear: α in (0, 1]; 1 is the lasso")
+    f.add_argument("--n-estimators", type=int, default=100, help="boosted-trees: trees (default 100)")
+    f.add_argument("--learning-rate", type=float, default=0.1, help="boosted-trees: shrinkage (default 0.1)")
+    f.add_argument("--max-depth", type=int, default=3, help="boosted-trees: depth (default 3)")
+    f.add_argument("--min-samples-leaf", type=int, default=5, help="boosted-trees: leaf size (default 5)")
+    f.add_argument("--topics", type=int, default=20, help="slda: topics (default 20)")
+    f.add_argument("--bag", choices=["ecfp", "wl"], default="ecfp", help="slda: subgraph words (default ecfp)")
+    f.add_argument("--radius", type=int, default=2, help="slda: ECFP radius or WL iterations (default 2)")
+    f.add_argument("--iterations", type=int, default=500, help="slda: Gibbs sampling iterations (default 500)")
+    f.set_defaults(func=run_fit)
+
+    pa = ssub.add_parser("path", help="the sparse-linear regularisation path from λ_max down")
+    common(pa)
+    pa.add_argument("--n-train", type=float, default=0.8)
+    pa.add_argument("--n-lambdas", type=int, default=15)
+    pa.add_argument("--ratio", type=float, default=0.01, help="smallest λ / λ_max (default 0.01)")
+    pa.add_argument("--loss", choices=["squared", "logistic"], default="squared")
+    pa.add_argument("--l1-ratio", type=float, default=1.0)
+    pa.set_defaults(func=run_path)
+
+
+def _data(args, need_target=True):
+    from elprop.cli.train_cmd import _load
+    from elprop.data.dataset import InputError
+    args.targets_list = [args.target] if need_target else []
+    args.density_store = None
+    ds = _load(args)
+    if args.limit:
+        ds = ds.subset(np.sort(np.random.default_rng(args.seed).permutation(len(ds))[:args.limit]))
+    if len(ds) == 0:
+        raise InputError(f"{args.data}: no molecules")
+    y = None
+    if need_target:
+        if args.target not in ds.target_names:
+            raise InputError(f"target {args.target!r} is not in the data; it has: {', '.join(ds.target_names)}")
+        y = ds.target(args.target)
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise InputError(f"target {args.target!r} has {int(bad.sum())} missing/NaN values (first: row "
+                             f"{int(np.nonzero(bad)[0][0]) + 1})")
+    return ds, y
+
+
+def _graphs(args, smiles):
+    from elprop.subgraph.molgraph import Labeling, smiles_graphs
+    lab = Labeling(args.aromatic, args.charge, args.hydrogens, args.kekulize)
+    return smiles_graphs(list(smiles), lab)
+
+
+def _min_support(args, n):
+    from elprop.data.dataset import InputError
+    if args.min_support <= 0:
+        raise InputError("--min-support must be positive")
+    return max(1, int(np.ceil(args.min_support * n))) if args.min_support < 1 else int(args.min_support)
+
+
+def _split(args, n):
+    from elprop.data.splits import random_split
+    n_train = int(args.n_train) if args.n_train > 1 else args.n_train
+    sp = random_split(n, n_train, 0, args.seed)
+    return np.sort(sp["train"]), np.sort(np.concatenate([sp.get("val", []), sp["test"]]).astype(np.int64))
+
+
+def _contains(smarts_list, mols):
+    """Indicator matrix [molecules, patterns] by RDKit substructure matches (the miner's occurrence relation)."""
+    from rdkit import Chem
+    qs = [Chem.MolFromSmarts(s) for s in smarts_list]
+    return np.array([[m.HasSubstructMatch(q) for q in qs] for m in mols], dtype=bool).reshape(len(mols), len(qs))
+
+
+def _metrics(y_true, y_pred, split, target):
+    from elprop.data.units import TARGETS
+    from elprop.train.metrics import regression_metrics
+    return {"split": split, "target": target, "unit": TARGETS[target].unit if target in TARGETS else "",
+            **regression_metrics(np.asarray(y_true, float), np.asarray(y_pred, float))}
+
+
+def run_mine(args) -> int:
+    from elprop.subgraph.gspan import GSpan
+    from elprop.subgraph.molgraph import pattern_smarts
+    from elprop.subgraph.report import write_report
+    ds, _ = _data(args, need_target=False)
+    graphs, mols, lab = _graphs(args, ds.smiles)
+    ms = _min_support(args, len(graphs))
+    t0 = time.time()
+    miner = GSpan(graphs, ms, max_edges=args.max_edges)
+    pats = miner.mine()
+    dt = time.time() - t0
+    rows = [{"smarts": pattern_smarts(p.code, lab, p.vertex_label), "support": p.support,
+             "support_fraction": round(p.support / len(graphs), 5), "n_edges": p.n_edges,
+             "n_vertices": p.n_vertices, "dfs_code": json.dumps([list(e) for e in p.code]),
+             "example": int(p.gids[0])} for p in pats]
+    rows.sort(key=lambda r: (-r["n_edges"], -r["support"]))
+    summary = [f"{len(graphs)} molecules from {ds.source}; minimum support {ms}; at most {args.max_edges} bonds",
+               f"{len(pats)} frequent subgraphs in {dt:.2f} s (gSpan)",
+               "labels: " + json.dumps({k: v for k, v in lab.to_dict().items() if k != "vocab"})]
+    path = write_report(args.out, "frequent subgraphs", rows[:args.top] + rows[args.top:], mols, summary,
+                        weight_name="support_fraction", max_drawn=args.top)
+    print("\n".join(summary))
+    print(f"wrote {Path(args.out) / 'patterns.csv'} and {path}")
+    return 0
+
+
+def run_fit(args) -> int:
+    ds, y = _data(args)
+    graphs, mols, lab = _graphs(args, ds.smiles)
+    tr, te = _split(args, len(graphs))
+    ms = _min_support(args, len(tr))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    sub_graphs = [graphs[i] for i in tr]
+    if args.model == "sparse-linear":
+        rows, pred_tr, pred_te, summary, model = _fit_sparse(args, sub_graphs, y[tr], [mols[i] for i in te],
+                                                           lab, ms, tr)
+    elif args.model == "boosted-trees":
+        rows, pred_tr, pred_te, summary, model = _fit_trees(args, sub_graphs, y[tr], [mols[i] for i in te],
+                                                          lab, ms, tr)
+    else:
+        rows, pred_tr, pred_te, summary, model = _fit_slda(args, [mols[i] for i in tr], y[tr],
+                                                         [mols[i] for i in te], tr)
+    dt = time.time() - t0
+    metrics = [dict(_metrics(y[tr], pred_tr, "train", args.target), model=args.model),
+               dict(_metrics(y[te], pred_te, "test", args.target), model=args.model)]
+    for name, pred in model.pop("_baselines", {}).items():  # baselines on the same bags of subgraphs
+        metrics.append(dict(_metrics(y[te], pred, "test", args.target), model=f"{name} on the same bags"))
+    from elprop.data.cache import atomic_write, write_csv
+    write_csv(out / "metrics.csv", metrics)
+    model.update({"target": args.target, "labels": lab.to_dict(), "min_support": ms, "max_edges": args.max_edges,
+                  "n_train": int(len(tr)), "data": str(ds.source), "seed": args.seed})
+    atomic_write(out / "model.json", lambda tmp: Path(tmp).write_text(json.dumps(model, indent=1)))
+    summary = [f"{args.model} on {len(tr)} training / {len(te)} test molecules from {ds.source}, target "
+               f"{args.target}; fitted in {dt:.1f} s"] + summary + \
+        [f"{m['model']}, {m['split']}: MAE {m['mae']:.4g} {m['unit']}, RMSE {m['rmse']:.4g}, R² {m['r2']:.3f}"
+         for m in metrics]
+    from elprop.subgraph.report import write_report
+    weight = {"sparse-linear": "coefficient", "boosted-trees": "total gain", "slda": "topic coefficient"}
+    path = write_report(out, f"{args.model}: {args.target}", rows, mols, summary, weight_name=weight[args.model],
+                        table_name="selected.csv")
+    print("\n".join(summary))
+    print(f"wrote {out / 'selected.csv'}, {out / 'metrics.csv'}, {out / 'model.json'} and {path}")
+    return 0
+
+
+def _fit_sparse(args, graphs, y, test_mols, lab, ms, tr):
+    from elprop.subgraph.molgraph import pattern_smarts
+    from elprop.subgraph.sparse import SubgraphLinearModel
+    m = SubgraphLinearModel(graphs, y, loss=args.loss, alpha=args.l1_ratio, min_support=ms,
+                            max_edges=args.max_edges)
+    lam = args.lam if args.lam is not None else m.lambda_max() / 100
+    m.fit(lam)
+    sel = m.selected()
+    smarts = [pattern_smarts(p.code, lab, p.vertex_label) for p, _ in sel]
+    coefs = np.array([b for _, b in sel])
+    f_te = m.b + (_contains(smarts, test_mols).astype(float) @ coefs if len(sel) else 0.0)
+    f_tr = m.decision()
+    if args.loss == "logistic":
+        f_te, f_tr = 1 / (1 + np.exp(-f_te)), 1 / (1 + np.exp(-f_tr))
+    rows = [{"smarts": s, "coefficient": b, "support": p.support, "n_edges": p.n_edges, "example": int(tr[p.gids[0]])}
+            for s, (p, b) in zip(smarts, sel)]
+    h = m.history[-1]
+    summary = [f"λ = {lam:.4g}, α = {args.l1_ratio}: {len(sel)} subgraphs selected; working set {h['working_set']}, "
+               f"{h['outer']} search rounds, {h['tree_nodes']} enumeration-tree nodes explored",
+               f"intercept {m.b:.4g}; objective {h['objective']:.6g}"]
+    model = {"model": "sparse-linear", "loss": args.loss, "lambda": lam, "l1_ratio": args.l1_ratio,
+             "intercept": m.b, "features": [{"smarts": s, "coefficient": b} for s, b in zip(smarts, coefs.tolist())]}
+    return rows, f_tr, f_te, summary, model
+
+
+def _fit_trees(args, graphs, y, test_mols, lab, ms, tr):
+    from elprop.subgraph.molgraph import pattern_smarts
+    from elprop.subgraph.trees import SubgraphBoosting
+    from tqdm import tqdm
+    b = SubgraphBoosting(graphs, y, n_estimators=args.n_estimators, learning_rate=args.learning_rate,
+                         max_depth=args.max_depth, min_samples_leaf=args.min_samples_leaf, min_support=ms,
+                         max_edges=args.max_edges)
+    bar = tqdm(total=args.n_estimators, desc="trees", unit="tree", disable=args.n_estimators < 5)
+    b.fit(callback=lambda h: bar.update(1))
+    bar.close()
+    smarts_of = {}
+    for t in b.trees:
+        for p, _, _ in t.patterns():
+            smarts_of.setdefault(p.key(), pattern_smarts(p.code, lab, p.vertex_label))
+    keys = list(smarts_of)
+    X = _contains([smarts_of[k] for k in keys], test_mols)
+    col = {k: j for j, k in enumerate(keys)}
+    f_te = b.predict(lambda p: X[:, col[p.key()]], len(test_mols))
+    rows = [{"smarts": smarts_of[p.key()], "total gain": g, "support": p.support, "uses": c,
+             "example": int(tr[p.gids[0]])} for p, g, c in b.feature_importance()]
+    summary = [f"{len(b.trees)} trees of depth {args.max_depth}, shrinkage {args.learning_rate}; "
+               f"{len(rows)} distinct split subgraphs; {b.tree.size} enumeration-tree nodes explored"]
+
+    def dump(node):
+        if "pattern" not in node:
+            return {"value": node["value"]}
+        return {"smarts": smarts_of[node["pattern"].key()], "yes": dump(node["left"]), "no": dump(node["right"])}
+    model = {"model": "boosted-trees", "init": b.init, "learning_rate": b.lr, "trees": [dump(t.root) for t in b.trees]}
+    return rows, b.train_pred, f_te, summary, model
+
+
+def _fit_slda(args, train_mols, y, test_mols, tr):
+    from elprop.subgraph.bags import SLDATopicModel, SubgraphBags, bag_baselines
+    bags = SubgraphBags(args.bag, args.radius).fit(train_mols)
+    X, docs = bags.transform()
+    Xt, docs_t = bags.transform(test_mols)
+    m = SLDATopicModel(k=args.topics, iterations=args.iterations, seed=args.seed).fit(docs, y)
+    f_tr, f_te = m.predict(docs), m.predict(docs_t)
+    base = bag_baselines(X, y, Xt, args.seed)
+    topics = m.topics(bags.fragments)
+    rows = []
+    for t in topics:
+        for w, frag, prob in t["words"]:
+            rows.append({"smarts": frag, "topic coefficient": t["coef"], "support": "",
+                         "note": f"topic {t['topic']}, word {w}, p = {prob:.3f}", "example": None})
+    summary = [f"supervised LDA over {args.bag} words (radius {args.radius}), {args.topics} topics, "
+               f"{len(bags.vocab)} distinct words; top words per topic below, topics by coefficient"]
+    model = {"model": "slda", "topics": topics, "_baselines": base}
+    return rows, f_tr, f_te, summary, model
+
+
+def run_path(args) -> int:
+    from elprop.data.cache import write_csv
+    from elprop.subgraph.molgraph import pattern_smarts
+    from elprop.subgraph.report import write_report
+    from elprop.subgraph.sparse import SubgraphLinearModel
+    ds, y = _data(args)
+    graphs, mols, lab = _graphs(args, ds.smiles)
+    tr, te = _split(args, len(graphs))
+    ms = _min_support(args, len(tr))
+    m = SubgraphLinearModel([graphs[i] for i in tr], y[tr], loss=args.loss, alpha=args.l1_ratio, min_support=ms,
+                            max_edges=args.max_edges)
+    test_mols = [mols[i] for i in te]
+    cache = {}
+    rows = []
+    t0 = time.time()
+
+    def step(st, hist):
+        lam, b, sel, obj = st
+        smarts = []
+        for p, _ in sel:
+            if p.key() not in cache:
+                cache[p.key()] = (pattern_smarts(p.code, lab, p.vertex_label), p)
+            smarts.append(cache[p.key()][0])
+        coefs = np.array([c for _, c in sel])
+        f_te = b + (_contains(smarts, test_mols).astype(float) @ coefs if sel else 0.0)
+        rows.append({"lambda": lam, "n_selected": len(sel), "objective": obj,
+                     "train_mae": float(np.mean(np.abs(m.decision() - y[tr]))),
+                     "test_mae": float(np.mean(np.abs(f_te - y[te]))), "tree_nodes": hist["tree_nodes"],
+                     "search_rounds": hist["outer"], "seconds": round(time.time() - t0, 2)})
+        print(f"λ {lam:.4g}: {len(sel)} subgraphs, test MAE {rows[-1]['test_mae']:.4g}, "
+              f"{hist['tree_nodes']} tree nodes", flush=True)
+    m.path(args.n_lambdas, args.ratio, callback=step)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "path.csv", rows)
+    _path_plot(out / "path.png", rows, args.target)
+    sel = m.selected()
+    last = [{"smarts": cache[p.key()][0], "coefficient": c, "support": p.support, "example": int(tr[p.gids[0]])}
+            for p, c in sel]
+    best = min(rows, key=lambda r: r["test_mae"])
+    summary = [f"{len(tr)} training / {len(te)} test molecules from {ds.source}, target {args.target}",
+               f"{len(rows)} λ from {rows[0]['lambda']:.4g} (λ_max) to {rows[-1]['lambda']:.4g}; lowest test MAE "
+               f"{best['test_mae']:.4g} at λ = {best['lambda']:.4g} ({best['n_selected']} subgraphs)",
+               "the table lists the subgraphs at the smallest λ"]
+    extra = '<p><img src="path.png" alt="regularisation path"></p>'
+    path = write_report(out, f"sparse-linear path: {args.target}", last, mols, summary, weight_name="coefficient",
+                        extra_html=extra, table_name="selected.csv")
+    print(f"wrote {out / 'path.csv'}, {out / 'path.png'} and {path}")
+    return 0
+
+
+def _path_plot(path, rows, target):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    lam = [r["lambda"] for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax[0].semilogx(lam, [r["train_mae"] for r in rows], "o-", label="train")
+    ax[0].semilogx(lam, [r["test_mae"] for r in rows], "s-", label="test")
+    ax[0].set_xlabel("λ")
+    ax[0].set_ylabel(f"MAE ({target})")
+    ax[0].invert_xaxis()
+    ax[0].legend()
+    ax[1].semilogx(lam, [r["n_selected"] for r in rows], "o-")
+    ax[1].set_xlabel("λ")
+    ax[1].set_ylabel("subgraphs selected")
+    ax[1].invert_xaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
