@@ -280,3 +280,29 @@ def test_subgraph_commands_write_reports_and_reject_bad_input(tmp_path, cli):
 def json_load(path):
     import json
     return json.loads(open(path).read())
+
+
+def test_bags_of_subgraphs_and_supervised_topics(qm9):
+    from rdkit import Chem
+    from elprop.subgraph.bags import SLDATopicModel, SubgraphBags, bag_baselines, ecfp_words, wl_words
+    phenol = Chem.MolFromSmiles("c1ccccc1O")
+    w, _ = ecfp_words(phenol, 1)
+    assert sum(w.values()) == 2 * 7  # one environment per atom and radius (0 and 1)
+    w, _ = wl_words(phenol, 2)
+    assert sum(w.values()) == 3 * 7 and len([k for k in w if k.startswith("wl0")]) == 2  # c and O
+    idx = np.random.default_rng(5).permutation(len(qm9))[:160]
+    mols = [Chem.MolFromSmiles(qm9.smiles[i]) for i in idx]
+    y = qm9.target("gap")[idx]
+    bags = SubgraphBags("ecfp", 2).fit(mols[:120])
+    X, docs = bags.transform()
+    Xt, docs_t = bags.transform(mols[120:])
+    assert X.shape == (120, len(bags.vocab)) and Xt.shape[1] == X.shape[1]
+    assert all(Chem.MolFromSmiles(f, sanitize=False) is not None for f in bags.fragments.values())
+    m = SLDATopicModel(k=4, iterations=60, seed=1).fit(docs, y[:120])
+    p = m.predict(docs_t, iterations=30)
+    assert p.shape == (40,) and np.isfinite(p).all()
+    topics = m.topics(bags.fragments, top_n=3)
+    assert len(topics) == 4 and all(len(t["words"]) == 3 for t in topics)
+    base = bag_baselines(X, y[:120], Xt)
+    mean_mae = np.abs(y[120:] - y[:120].mean()).mean()
+    assert np.abs(base["ridge"] - y[120:]).mean() < mean_mae
