@@ -121,6 +121,16 @@ def test_labelings_and_smarts(qm9):
         smiles_graphs(["CC", "C1CC"])
 
 
+def test_compiled_and_numpy_extension_give_the_same_patterns(qm9):
+    from elprop.subgraph._kernels import HAVE_NUMBA
+    idx = np.random.default_rng(4).permutation(len(qm9))[:150]
+    graphs, _, _ = smiles_graphs([qm9.smiles[i] for i in idx])
+    a = GSpan(graphs, 5, max_vertices=6, use_numba=False).mine()
+    b = GSpan(graphs, 5, max_vertices=6, use_numba=True).mine()
+    assert HAVE_NUMBA and len(a) == len(b) > 50
+    assert all(x.key() == y.key() and np.array_equal(x.gids, y.gids) for x, y in zip(a, b))
+
+
 def test_traversal_callback_prunes_subtrees(qm9):
     idx = np.random.default_rng(2).permutation(len(qm9))[:80]
     graphs, _, _ = smiles_graphs([qm9.smiles[i] for i in idx])

@@ -152,7 +152,9 @@ class GSpan:
     """gSpan over ``graphs`` (LabeledGraph list) with minimum support (a count of graphs) and size limits."""
 
     def __init__(self, graphs: list[LabeledGraph], min_support: int = 1, max_edges: int | None = None,
-                 max_vertices: int | None = None, include_vertices: bool = True):
+                 max_vertices: int | None = None, include_vertices: bool = True, use_numba: bool | None = None):
+        from elprop.subgraph._kernels import HAVE_NUMBA
+        self.use_numba = HAVE_NUMBA if use_numba is None else (use_numba and HAVE_NUMBA)
         self.graphs = graphs
         self.min_support = max(1, int(min_support))
         self.max_edges = max_edges if max_edges is not None else 10 ** 9
@@ -245,6 +247,26 @@ class GSpan:
             emb = p.embeddings = emb.build(self)
         return emb
 
+    def _forward(self, gid, vm, mask, srcs, tree_el, tree_lj, l0):
+        """[(key, rows, new vertices)] of the forward extensions, grouped by key, frequent groups only."""
+        if self.use_numba:
+            from elprop.subgraph._kernels import forward_groups
+            keys, starts, ends, rows, w = forward_groups(
+                vm, mask if mask is not None else np.zeros(len(vm), np.int64), mask is not None,
+                np.asarray(srcs, np.int64), tree_el, tree_lj, self.indptr, self.nbr, self.nbr_lab, self.vlab,
+                self.local, l0, self.n_elabels, self.n_labels, gid, self.min_support)
+            return [(keys[i], rows[starts[i]:ends[i]], w[starts[i]:ends[i]]) for i in range(len(keys))]
+        n_src = len(srcs)
+        flat, w, el = self._neighbours(vm[:, srcs].ravel())  # row-major: embedding e, source s at e * n_src + s
+        rows, s_idx = flat // n_src, flat % n_src
+        lw = self.vlab[w]
+        ok = (lw >= l0) & ~self._mapped(vm, mask, rows, w)
+        te, tl = tree_el[s_idx], tree_lj[s_idx]
+        ok &= (s_idx == 0) | (te < el) | ((te == el) & (tl <= lw))
+        rows, w, el, lw, s_idx = rows[ok], w[ok], el[ok], lw[ok], s_idx[ok]
+        key = (s_idx * self.n_elabels + el) * self.n_labels + lw
+        return [(kv, rows[sel], w[sel]) for kv, sel in _groups1(key)]
+
     def children(self, p: Pattern) -> list[Pattern]:
         """The frequent extensions of ``p`` (not yet checked for minimality), in gSpan order. Works on all
         embeddings at once with array operations."""
@@ -270,25 +292,16 @@ class GSpan:
                 rows = np.nonzero(ok & (el == e_lab))[0]
                 cands.append(((r, i, last[4], int(e_lab), code[k][2]), rows, None))
         if r + 1 < self.max_vertices:
-            # forward: from the rightmost vertex (source 0), then from the rest of the rightmost path, in one pass
+            # forward: from the rightmost vertex (source 0), then from the rest of the rightmost path
             srcs = [r] + [code[k][0] for k in rm]
-            n_src = len(srcs)
-            src_v = vm[:, srcs].ravel()  # row-major: embedding e, source s at e * n_src + s
-            flat, w, el = self._neighbours(src_v)
-            rows, s_idx = flat // n_src, flat % n_src
-            lw = self.vlab[w]
-            ok = (lw >= l0) & ~self._mapped(vm, mask, rows, w)
-            tree_el = np.array([0] + [code[k][3] for k in rm], dtype=np.int64)[s_idx]
-            tree_lj = np.array([0] + [code[k][4] for k in rm], dtype=np.int64)[s_idx]
-            ok &= (s_idx == 0) | (tree_el < el) | ((tree_el == el) & (tree_lj <= lw))
-            rows, w, el, lw, s_idx = rows[ok], w[ok], el[ok], lw[ok], s_idx[ok]
-            key = (s_idx * self.n_elabels + el) * self.n_labels + lw
-            for kv, sel in _groups1(key):
-                si, rest = divmod(int(kv), self.n_elabels * self.n_labels)
+            tree_el = np.array([0] + [code[k][3] for k in rm], dtype=np.int64)
+            tree_lj = np.array([0] + [code[k][4] for k in rm], dtype=np.int64)
+            per = self.n_elabels * self.n_labels
+            for kv, rows, w in self._forward(gid, vm, mask, srcs, tree_el, tree_lj, l0):
+                si, rest = divmod(int(kv), per)
                 e_lab, w_lab = divmod(rest, self.n_labels)
-                i = srcs[si]
                 li = last[4] if si == 0 else code[rm[si - 1]][2]
-                cands.append(((i, r + 1, li, e_lab, w_lab), rows[sel], w[sel]))
+                cands.append(((srcs[si], r + 1, li, e_lab, w_lab), rows, w))
         out = []
         for e, rows, w in sorted(cands, key=lambda c: _ext_key(c[0])):
             g = gid[rows]
