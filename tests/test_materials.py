@@ -1,0 +1,56 @@
+"""Materials descriptors and featurisers: mendeleev descriptors cross-checked against the shared table, pair and
+alloy-formula features, and bad input."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from elprop.data.dataset import InputError
+from elprop.materials.descriptors import cross_check, element_table
+from elprop.materials.featurize import formula_features, pair_features, parse_formula
+
+MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "materials"
+DBAND_METALS = ["Fe", "Co", "Ni", "Cu", "Ru", "Rh", "Pd", "Ag", "Ir", "Pt", "Au"]
+
+
+def test_descriptors_cover_the_dband_metals_with_physical_values():
+    t = element_table()
+    sub = t.loc[DBAND_METALS]
+    listed = ["Z", "group", "period", "mass", "atomic_radius", "covalent_radius", "metallic_radius", "electronegativity",
+              "ionization_energy", "density", "melting_point", "fusion_enthalpy", "d_electrons"]
+    assert sub[listed].notna().all().all()  # the descriptors the RSC Adv. protocol uses, for all 11 metals
+    assert list(sub["d_electrons"]) == [6, 7, 8, 10, 7, 8, 10, 10, 7, 9, 10]  # ground-state configurations
+    assert list(sub["group"]) == [8, 9, 10, 11, 8, 9, 10, 11, 9, 10, 11]
+    assert sub.loc["Pt", "density"] == pytest.approx(21.45, rel=0.01)
+    assert sub.loc["Au", "melting_point"] == pytest.approx(1337.3, rel=0.001)
+
+
+@pytest.mark.skipif(not (MATERIALS / "element_descriptors.csv").exists(), reason="shared materials data absent")
+def test_descriptors_agree_with_the_reference_table_and_disagreements_are_reported():
+    c = cross_check(MATERIALS / "element_descriptors.csv").set_index("descriptor")
+    for name in ("Z", "group", "period", "mass", "ionization_energy", "melting_point", "valence_electrons"):
+        assert c.loc[name, "n_compared"] > 50
+        assert c.loc[name, "max_rel_diff"] < 0.05, name  # the same quantity in both sources
+    # the reference's electronegativity is not Pauling's (Au: 1.42 there, 2.54/2.4 Pauling): reported, not hidden
+    assert c.loc["electronegativity", "n_disagree"] > 10
+    assert {"worst_element", "ours_at_worst", "reference_at_worst"} <= set(c.columns)
+
+
+def test_pair_and_formula_features():
+    f = pair_features(["Pt", "Cu"], ["Au", "Pt"])
+    t = element_table()
+    assert f.loc[0, "host_density"] == t.loc["Pt", "density"] and f.loc[0, "guest_density"] == t.loc["Au", "density"]
+    assert f.loc[1, "diff_d_electrons"] == t.loc["Pt", "d_electrons"] - t.loc["Cu", "d_electrons"]
+    assert f.loc[1, "ratio_mass"] == pytest.approx(t.loc["Pt", "mass"] / t.loc["Cu", "mass"])
+    assert parse_formula("Ti3In") == {"Ti": 3, "In": 1}
+    assert parse_formula("Ca(OH)2") == {"Ca": 1, "O": 2, "H": 2}
+    assert parse_formula("Cu0.5Pd0.5") == {"Cu": 0.5, "Pd": 0.5}
+    g = formula_features(["Ti3In", "Pt"])
+    d_ti, d_in = t.loc["Ti", "d_electrons"], t.loc["In", "d_electrons"]
+    assert g.loc[0, "mean_d_electrons"] == pytest.approx(0.75 * d_ti + 0.25 * d_in)
+    assert g.loc[0, "range_d_electrons"] == abs(d_in - d_ti) and g.loc[1, "std_density"] == 0
+    for bad in ("Ti3Xx", "CuPd)", "3Cu", "", "Cu(Pd"):
+        with pytest.raises(InputError):
+            parse_formula(bad)
+    with pytest.raises(InputError, match="Qq"):
+        pair_features(["Pt"], ["Qq"])
