@@ -54,3 +54,31 @@ def test_pair_and_formula_features():
             parse_formula(bad)
     with pytest.raises(InputError, match="Qq"):
         pair_features(["Pt"], ["Qq"])
+
+
+@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
+@pytest.mark.parametrize("kind", ["gbr", "lgbm", "rf", "gp", "krr"])
+def test_models_fit_predict_with_uncertainty_and_round_trip(kind, tmp_path):
+    import pandas as pd
+    from elprop.materials.models import MaterialsModel
+    d = pd.read_csv(MATERIALS / "dband_overlayers_long.csv")
+    X = pair_features(d.host_substrate, d.guest_overlayer, ["density", "fusion_enthalpy", "d_electrons",
+                                                             "metallic_radius"])
+    y = d["shift_eV"].to_numpy()
+    tr, te = np.arange(0, 110, 2), np.arange(1, 110, 2)
+    m = MaterialsModel(kind, seed=3).fit(X.iloc[tr], y[tr])
+    mu, sd = m.predict(X.iloc[te], return_std=True)
+    rmse = np.sqrt(np.mean((mu - y[te]) ** 2))
+    assert rmse < 0.75 * np.std(y[te])  # clearly better than predicting the mean
+    assert np.all(np.isfinite(sd)) and np.all(sd >= 0) and sd.mean() > 0
+    m.save(tmp_path / "m")
+    m2 = MaterialsModel.load(tmp_path / "m")
+    assert np.allclose(m2.predict(X.iloc[te]), mu)
+    assert not any(p.suffix == ".pkl" for p in (tmp_path / "m").iterdir())
+    if kind != "krr":
+        imp = m.feature_importance()
+        assert len(imp) == X.shape[1] and abs(sum(imp.values()) - 1) < 1e-6
+    with pytest.raises(InputError):
+        MaterialsModel(kind).fit(X.iloc[:5], np.array([1.0, np.nan, 2.0, 3.0, 4.0]))
+    with pytest.raises(InputError):
+        m.predict(X.drop(columns=["host_density"]))
