@@ -82,3 +82,23 @@ def test_models_fit_predict_with_uncertainty_and_round_trip(kind, tmp_path):
         MaterialsModel(kind).fit(X.iloc[:5], np.array([1.0, np.nan, 2.0, 3.0, 4.0]))
     with pytest.raises(InputError):
         m.predict(X.drop(columns=["host_density"]))
+
+
+@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
+def test_protocols_learning_curve_leave_one_metal_out_and_descriptor_search():
+    import pandas as pd
+    from elprop.materials.protocols import descriptor_search, learning_curve, leave_one_group_out
+    d = pd.read_csv(MATERIALS / "dband_overlayers_long.csv")
+    y = d["shift_eV"].to_numpy()
+
+    def feats(desc):
+        return pair_features(d.host_substrate, d.guest_overlayer, desc)
+    X = feats(["density", "fusion_enthalpy", "d_electrons"])
+    lc = learning_curve(X, y, "lgbm", fractions=(0.1, 0.5, 0.9), repeats=4)
+    assert list(lc["n_train"]) == [11, 55, 99] and (lc["repeats"] == 4).all()
+    assert lc["rmse_mean"].iloc[-1] < lc["rmse_mean"].iloc[0]  # more data, lower error
+    table, pooled = leave_one_group_out(X, y, [{h, g} for h, g in zip(d.host_substrate, d.guest_overlayer)], "lgbm")
+    assert len(table) == 11 and (table["n_test"] == 20).all()  # each metal is in 10 pairs as host, 10 as guest
+    assert np.isfinite(pooled).all()
+    steps = descriptor_search(feats, ["density", "d_electrons", "mass"], y, k_max=2, kind="lgbm", repeats=2)
+    assert len(steps) == 2 and steps["descriptors"].iloc[1].startswith(steps["added"].iloc[0])
