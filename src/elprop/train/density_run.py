@@ -206,6 +206,16 @@ def slice_figure(path, st: DensityStore, i: int, pred: np.ndarray, title: str = 
         ax.set_title(name + " (e/Å³)")
         ax.set_xlabel("y (Å)")
         fig.colorbar(im, ax=ax, shrink=0.8)
+    # zoom on the molecule: the region where the DFT density exceeds 1e-3 of its peak, plus 1.5 Å
+    h = st.grid(i).spacing
+    mask = dft[c] > 1e-3 * dft[c].max()
+    if mask.any():
+        jj, kk = np.nonzero(mask)
+        lo = max(0.0, min(jj.min(), kk.min()) * h - 1.5)
+        hi = min(n * h, (max(jj.max(), kk.max()) + 1) * h + 1.5)
+        for ax in axes:
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
     axes[0].set_ylabel("z (Å)")
     fig.suptitle((title or f"record {i}") + f"; plane x index {c}")
     fig.tight_layout()
