@@ -102,3 +102,40 @@ def test_protocols_learning_curve_leave_one_metal_out_and_descriptor_search():
     assert np.isfinite(pooled).all()
     steps = descriptor_search(feats, ["density", "d_electrons", "mass"], y, k_max=2, kind="lgbm", repeats=2)
     assert len(steps) == 2 and steps["descriptors"].iloc[1].startswith(steps["added"].iloc[0])
+
+
+@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
+def test_materials_commands_fit_screen_predict_evaluate_and_bad_input(tmp_path, cli):
+    import pandas as pd
+    long = MATERIALS / "dband_overlayers_long.csv"
+    res = cli("materials", "fit", "--data", long, "--target", "eps_d_minus_EF_eV", "--drop-columns", "shift_eV",
+              "--model", "lgbm", "--repeats", "3", "--out", tmp_path / "fit")
+    assert res.returncode == 0, res.stderr
+    for f in ("report.html", "learning_curve.png", "parity.png", "importance.png", "partial_dependence.png",
+              "heatmap.png", "model/config.json", "model/materials.json", "model/card.md"):
+        assert (tmp_path / "fit" / f).exists(), f
+    res = cli("materials", "screen", "--model", tmp_path / "fit" / "model", "--elements", "Pt,Au,Os", "--out",
+              tmp_path / "s")
+    assert res.returncode == 0, res.stderr
+    rank = pd.read_csv(tmp_path / "s" / "ranking.csv")
+    assert len(rank) == 9 and rank["eps_d_minus_EF_eV_pred"].is_monotonic_decreasing
+    assert (~rank["in_training_elements"]).sum() == 5  # every pair with Os
+    new = tmp_path / "new.csv"
+    new.write_text("host,guest\nPt,Au\nCu,Pd\n")
+    res = cli("materials", "predict", "--model", tmp_path / "fit" / "model", "--data", new, "-o", tmp_path / "p.csv")
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 2
+    matrix = MATERIALS / "dband_overlayer_matrix.csv"
+    res = cli("materials", "evaluate", "--data", matrix, "--models", "lgbm", "--fractions", "0.25,0.75",
+              "--repeats", "3", "--subset-k", "1", "--out", tmp_path / "ev")
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(tmp_path / "ev" / "leave_one_group_out.csv")) == 1
+    # bad input: one line, exit 2
+    bad = {"sym.csv": "host,guest,y\nPt,Xx,1.0\nPt,Au,2.0\n", "nan.csv": "host,guest,y\nPt,Au,\nCu,Pd,1\n",
+           "formula.csv": "formula,y\nTi3In,1\nCu(Pd,2\nPt,3\n"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        res = cli("materials", "fit", "--data", tmp_path / name, "--target", "y", "--out", tmp_path / "b")
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, (name, res.stderr)
+    res = cli("materials", "fit", "--data", long, "--target", "nope", "--out", tmp_path / "b")
+    assert res.returncode == 2 and "nope" in res.stderr

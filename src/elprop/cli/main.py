@@ -20,7 +20,8 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from elprop import __version__
-    from elprop.cli import data_cmd, density_cmd, predict_cmd, predict_density_cmd, subgraph_cmd, train_cmd
+    from elprop.cli import (data_cmd, density_cmd, materials_cmd, predict_cmd, predict_density_cmd,
+                            subgraph_cmd, train_cmd)
 
     p = argparse.ArgumentParser(prog="elprop", description="Instant predictions of electronic properties of "
                                 "molecules, learned from DFT data (QM9).", epilog=EPILOG,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     density_cmd.add_parser(sub)
     predict_density_cmd.add_parser(sub)
     subgraph_cmd.add_parser(sub)
+    materials_cmd.add_parser(sub)
     return p
 
 
