@@ -43,12 +43,9 @@ def reference_mine(graphs, min_support, max_vertices, tmp: Path):
         def _report(self, projected):
             if self._DFScode.get_num_vertices() >= self._min_num_vertices:
                 self.count += 1
+    from elprop.subgraph.gspan import gspan_text
     path = tmp / "graphs.txt"
-    with open(path, "w") as fh:
-        for k, g in enumerate(graphs):
-            fh.write(f"t # {k}\n" + "".join(f"v {v} {lv}\n" for v, lv in enumerate(g.vlabels))
-                     + "".join(f"e {u} {v} {el}\n" for u, v, el in g.edges))
-        fh.write("t # -1\n")
+    path.write_text(gspan_text(graphs))
     ref = Ref(str(path), min_support=min_support, min_num_vertices=2, max_num_vertices=max_vertices)
     ref.count = 0
     t0 = time.time()

@@ -38,12 +38,9 @@ def _reference_patterns(graphs, min_support, max_vertices, tmp_path):
                 for to, e in v.edges.items():
                     G.add_edge(vid, to, l=int(e.elb))
             self.found.append((G, self._support))
+    from elprop.subgraph.gspan import gspan_text
     path = tmp_path / "graphs.txt"
-    with open(path, "w") as fh:
-        for k, g in enumerate(graphs):
-            fh.write(f"t # {k}\n" + "".join(f"v {v} {lv}\n" for v, lv in enumerate(g.vlabels))
-                     + "".join(f"e {u} {v} {el}\n" for u, v, el in g.edges))
-        fh.write("t # -1\n")
+    path.write_text(gspan_text(graphs))
     ref = Ref(str(path), min_support=min_support, min_num_vertices=2, max_num_vertices=max_vertices)
     ref.found = []
     with contextlib.redirect_stdout(io.StringIO()):

@@ -217,7 +217,6 @@ def _load(model_dir):
 
 
 def run_predict(args) -> int:
-    import pandas as pd
     from elprop.data.dataset import InputError
     m, meta = _load(args.model)
     args.descriptors = ",".join(meta["descriptors"])

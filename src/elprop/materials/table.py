@@ -86,7 +86,6 @@ def read_table(path, target: str | None = None, host_column=None, guest_column=N
         if df.empty:
             raise InputError(f"--where {cond}: no rows left")
     df = df.reset_index(drop=True)
-    cols = {c.lower(): c for c in df.columns}
 
     def find(given, prefixes, what):
         if given:

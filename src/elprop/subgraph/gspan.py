@@ -22,7 +22,6 @@ per-embedding edge sets are needed.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +72,16 @@ class Pattern:
     def key(self):
         """A hashable identity: the minimum DFS code (or the vertex label)."""
         return self.code if self.code else ("v", self.vertex_label)
+
+
+def gspan_text(graphs) -> str:
+    """Graphs in the text format of the original gSpan and of the `gspan-mining` package ('t # k', 'v id label',
+    'e u v label', ending with 't # -1'), for comparisons with other miners."""
+    parts = []
+    for k, g in enumerate(graphs):
+        parts.append(f"t # {k}\n" + "".join(f"v {v} {lv}\n" for v, lv in enumerate(g.vlabels))
+                     + "".join(f"e {u} {v} {el}\n" for u, v, el in g.edges))
+    return "".join(parts) + "t # -1\n"
 
 
 def code_to_graph(code, vertex_label=None) -> LabeledGraph:

@@ -9,7 +9,6 @@ density. Metrics on held-out molecules, always beside the promolecular baseline 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from elprop.data.cache import atomic_write, write_csv
+from elprop.train.device import machine_description
 from elprop.data.dataset import InputError
 from elprop.density.store import DensityStore
 
@@ -150,13 +150,6 @@ class DensityModel:
         return m
 
 
-def _machine(device) -> str:
-    import torch
-    m = f"{platform.machine()} {platform.processor()}".strip()
-    if str(device).startswith("cuda"):
-        m += f", {torch.cuda.get_device_name(torch.device(device))}"
-    return m
-
 
 def grid_dipole(rho: np.ndarray, grid, z, pos) -> np.ndarray:
     """Dipole (D) of nuclei plus the electron density on a grid, about the grid centre."""
@@ -249,7 +242,7 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])),
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   ema=ema, crop=crop, device=str(device), amp=amp, gradient_checkpointing=checkpointing,
-                  data=str(store), machine=_machine(device))
+                  data=str(store), machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     model = DensityModel(channels, widths, seed, crop=crop)
     t0 = time.time()

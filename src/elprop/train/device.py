@@ -47,3 +47,12 @@ def autocast(device, amp: bool):
 def net_device(net) -> torch.device:
     p = next(net.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def machine_description(device="cpu") -> str:
+    """'x86_64 <processor>', with the GPU's name when ``device`` is CUDA (recorded in run configs)."""
+    import platform
+    m = f"{platform.machine()} {platform.processor()}".strip()
+    if str(device).startswith("cuda"):
+        m += f", {torch.cuda.get_device_name(torch.device(device))}"
+    return m

@@ -135,7 +135,6 @@ class PropertyModel:
     # --- predict -----------------------------------------------------------------------------------
     def predict_rep(self, rep, idx=None):
         """(mean [M,T], std [M,T]) in elprop units for rows ``idx`` of a representation (NaN where invalid)."""
-        from elprop.train.loop import predict_scaled
         if not self.nets:
             raise RuntimeError("model is not fitted")
         idx = np.arange(len(rep)) if idx is None else np.asarray(idx)

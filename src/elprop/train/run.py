@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
 from elprop.data.cache import atomic_write, write_csv
+from elprop.train.device import machine_description
 from elprop.data.dataset import Dataset, InputError
 from elprop.data.splits import load_split, make_split, save_split
 from elprop.data.units import unit
@@ -62,7 +62,8 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   dropout=dropout, ema=ema, channels=channels, arch=arch or {}, tta=tta, device=str(device), amp=amp,
-                  gradient_checkpointing=checkpointing, data=ds.source, n_molecules=len(ds), machine=_machine(device))
+                  gradient_checkpointing=checkpointing, data=ds.source, n_molecules=len(ds),
+                  machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout, channels, arch)
     est.tta = tta  # used by the validation-set calibration and the metrics below, and saved with the model
@@ -92,13 +93,6 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     est.save(run_dir / "model", card=card, extra={"split_seed": seed, "data": ds.source})
     return est, rows
 
-
-def _machine(device) -> str:
-    import torch
-    m = f"{platform.machine()} {platform.processor()}".strip()
-    if str(device).startswith("cuda"):
-        m += f", {torch.cuda.get_device_name(torch.device(device))}"
-    return m
 
 
 def _by_member(hist):
