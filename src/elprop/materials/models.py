@@ -5,7 +5,8 @@ Families (``MaterialsModel(kind)``):
   percentiles): σ = (q84 − q16) / 2;
 - ``lgbm``: LightGBM; uncertainty from quantile objectives the same way;
 - ``rf``: random forest; σ = spread of the trees' predictions;
-- ``gp``: Gaussian process (constant × Matérn-5/2 with one length scale per feature + white noise,
+- ``gp``: Gaussian process (constant × Matérn with one length scale per feature + white noise; ν = 3/2
+  by default (``nu=``), which beat ν = 5/2, RBF and an additive host + guest kernel on the d-band table;
   hyperparameters by marginal likelihood, targets normalised); σ = the predictive standard deviation;
 - ``krr``: kernel ridge regression (RBF), α and γ by 5-fold CV; σ from a bootstrap ensemble of 20 fits.
 Features are imputed with the training median and, for gp and krr, standardised.
@@ -87,7 +88,7 @@ class MaterialsModel:
         elif k == "gp":
             from sklearn.gaussian_process import GaussianProcessRegressor
             from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-            kern = ConstantKernel(1.0) * Matern(length_scale=np.ones(X.shape[1]), nu=2.5,
+            kern = ConstantKernel(1.0) * Matern(length_scale=np.ones(X.shape[1]), nu=p.get("nu", 1.5),
                                                 length_scale_bounds=(1e-2, 1e3)) + WhiteKernel(0.1, (1e-6, 1e1))
             self.est = GaussianProcessRegressor(kern, normalize_y=True, n_restarts_optimizer=p.get("restarts", 2),
                                                 random_state=s).fit(X, y)

@@ -177,14 +177,12 @@ class GSpan:
         nv = int(self.offset[-1])
         self.vgraph = np.repeat(np.arange(len(graphs), dtype=np.int32), sizes)
         self.vlab = np.array([lv for g in graphs for lv in g.vlabels], dtype=np.int64)
-        src, dst, lab = [], [], []
-        for k, g in enumerate(graphs):
-            o = self.offset[k]
-            for u, v, el in g.edges:
-                src += [o + u, o + v]
-                dst += [o + v, o + u]
-                lab += [el, el]
-        src, dst, lab = (np.array(a, dtype=np.int64) for a in (src, dst, lab))
+        n_edges = np.array([len(g.edges) for g in graphs], dtype=np.int64)
+        e = np.array([t for g in graphs for t in g.edges], dtype=np.int64).reshape(-1, 3)
+        o = np.repeat(self.offset[:-1], n_edges)
+        src = np.concatenate([o + e[:, 0], o + e[:, 1]])
+        dst = np.concatenate([o + e[:, 1], o + e[:, 0]])
+        lab = np.concatenate([e[:, 2], e[:, 2]])
         order = np.lexsort((dst, src))
         self.nbr, self.nbr_lab = dst[order], lab[order]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=nv))]).astype(np.int64)
@@ -297,7 +295,7 @@ class GSpan:
             el = self._edge_label(gid, vr, vm[:, i])
             # gSpan's pruning: the back edge must not be smaller than the tree edge it closes
             ok = (el >= 0) & ((le1 < el) | ((le1 == el) & (lj1 <= last[4])))
-            for e_lab in np.unique(el[ok]):
+            for e_lab in np.flatnonzero(np.bincount(el[ok], minlength=1)):  # the labels present, ascending
                 rows = np.nonzero(ok & (el == e_lab))[0]
                 cands.append(((r, i, last[4], int(e_lab), code[k][2]), rows, None))
         if r + 1 < self.max_vertices:
