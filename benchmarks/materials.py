@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,13 +30,21 @@ HERE = Path(__file__).resolve().parent
 
 
 def ads_eval(X, y, groups, kind, repeats, seed=0):
+    """MAE over ``repeats`` random 80/20 splits (mean, sd) and pooled over 10 leave-material-out folds.
+    ``kind`` is a MaterialsModel family, or "plain" for scikit-learn's GBR with its defaults."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
     from elprop.materials.models import MaterialsModel
+
+    def model(s):
+        return GradientBoostingRegressor(random_state=s) if kind == "plain" else \
+            MaterialsModel(kind, seed=s, uncertainty=False)
     rng = np.random.default_rng(seed)
     maes = []
     for r in range(repeats):
         p = rng.permutation(len(y))
         tr, te = p[:int(0.8 * len(y))], p[int(0.8 * len(y)):]
-        m = MaterialsModel(kind, seed=seed + r, uncertainty=False).fit(X.iloc[tr], y[tr])
+        m = model(seed + r).fit(X.iloc[tr], y[tr])
         maes.append(float(np.mean(np.abs(m.predict(X.iloc[te]) - y[te]))))
     mats = sorted(set(groups))
     # leave-one-material-out as 10 folds of whole materials (each material's rows all in one test fold)
@@ -46,7 +53,7 @@ def ads_eval(X, y, groups, kind, repeats, seed=0):
     pred = np.full(len(y), np.nan)
     for k in range(10):
         te = f == k
-        m = MaterialsModel(kind, seed=seed, uncertainty=False).fit(X[~te], y[~te])
+        m = model(seed).fit(X[~te], y[~te])
         pred[te] = m.predict(X[te])
     return float(np.mean(maes)), float(np.std(maes)), float(np.mean(np.abs(pred - y)))
 
@@ -64,7 +71,8 @@ def main():
     from elprop.materials.table import read_table
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = {"machine": f"{platform.machine()} {platform.processor()}, {os.cpu_count()} cores",
+    from elprop.train.device import machine_description
+    res = {"machine": f"{machine_description()}, {os.cpu_count()} cores",
            "command": " ".join(sys.argv)}
     if "dband" not in args.skip:
         rows = []
@@ -91,7 +99,6 @@ def main():
                         "curve": curve.to_dict("records"), "n": len(t.y)}
         (out / "results.json").write_text(json.dumps(res, indent=1))
     if "ads" not in args.skip:
-        from sklearn.ensemble import GradientBoostingRegressor
         ads = {}
         for ad, fname in (("H", "adsorption_H_alloys.csv"), ("O", "adsorption_O_OH_alloys.csv"),
                           ("OH", "adsorption_O_OH_alloys.csv")):
@@ -105,16 +112,9 @@ def main():
                 for kind in ("gbr", "lgbm"):
                     m, s, lomo = ads_eval(X, t.y, groups, kind, args.ads_repeats)
                     row[f"{kind} on {name}"] = {"mae_random": m, "sd": s, "mae_lomo": lomo}
-            # the plain baseline: scikit-learn GBR defaults on the file's columns, same random splits
-            rng = np.random.default_rng(0)
-            maes = []
-            for r in range(args.ads_repeats):
-                p = rng.permutation(len(t.y))
-                tr, te = p[:int(0.8 * len(t.y))], p[int(0.8 * len(t.y)):]
-                g = GradientBoostingRegressor(random_state=r).fit(own.iloc[tr], t.y[tr])
-                maes.append(float(np.mean(np.abs(g.predict(own.iloc[te]) - t.y[te]))))
-            row["plain GBR (defaults) on the file's columns"] = {"mae_random": float(np.mean(maes)),
-                                                                 "sd": float(np.std(maes))}
+            # the plain baseline: scikit-learn's GBR with its defaults on the file's columns, same splits
+            m, s, lomo = ads_eval(own, t.y, groups, "plain", args.ads_repeats)
+            row["plain GBR (defaults) on the file's columns"] = {"mae_random": m, "sd": s, "mae_lomo": lomo}
             ads[ad] = row
             print(ad, row, flush=True)
         res["adsorption"] = ads

@@ -25,7 +25,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -180,7 +179,8 @@ def main():
     ds = load_qm9()
     res_path = out / "results.json"
     res = json.loads(res_path.read_text()) if res_path.exists() else {}
-    res.update(machine=f"{platform.machine()} {platform.processor()}, {os.cpu_count()} cores",
+    from elprop.train.device import machine_description
+    res.update(machine=f"{machine_description()}, {os.cpu_count()} cores",
                command=" ".join(sys.argv))
     if "speed" not in skip:
         res["speed"] = mining_speed(ds, [int(s) for s in args.speed_sizes.split(",")], args.speed_support,

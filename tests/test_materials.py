@@ -154,3 +154,25 @@ def test_materials_commands_fit_screen_predict_evaluate_and_bad_input(tmp_path, 
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, (name, res.stderr)
     res = cli("materials", "fit", "--data", long, "--target", "nope", "--out", tmp_path / "b")
     assert res.returncode == 2 and "nope" in res.stderr
+    res = cli("materials", "fit", "--data", long, "--target", "eps_d_minus_EF_eV", "--pair-features", "host,sum",
+              "--out", tmp_path / "b")
+    assert res.returncode == 2 and "sum" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
+def test_pair_feature_parts_select_columns_and_a_model_on_them_screens(tmp_path, cli):
+    import pandas as pd
+
+    from elprop.materials.table import read_table
+    long = MATERIALS / "dband_overlayers_long.csv"
+    t = read_table(long, "eps_d_minus_EF_eV", drop_columns=["shift_eV"], pair_parts=("host", "guest"))
+    assert {c.split("_", 1)[0] for c in t.X.columns} == {"host", "guest"}
+    full = read_table(long, "eps_d_minus_EF_eV", drop_columns=["shift_eV"])
+    assert full.X.shape[1] == 2 * t.X.shape[1]
+    res = cli("materials", "fit", "--data", long, "--target", "eps_d_minus_EF_eV", "--drop-columns", "shift_eV",
+              "--pair-features", "host,guest", "--model", "gp", "--repeats", "2", "--out", tmp_path / "fit")
+    assert res.returncode == 0, res.stderr
+    res = cli("materials", "screen", "--model", tmp_path / "fit" / "model", "--elements", "Pt,Au", "--out",
+              tmp_path / "s")
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(tmp_path / "s" / "ranking.csv")) == 4

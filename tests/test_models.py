@@ -28,13 +28,15 @@ def test_featurize_flags_bad_molecules():
     assert gs.counts[0].tolist()[:4] == [6, 2, 0, 1]  # H6 C2 N0 O1
 
 
-def _bond_model():
+def _bond_model(heads=0):
     torch.manual_seed(0)
-    return build_model("bondgraph", [False, True], in_dim=feature_dim("extended"), dim=32, layers=2).eval()
+    arch = {"heads": heads} if heads else {}
+    return build_model("bondgraph", [False, True], in_dim=feature_dim("extended"), dim=32, layers=2, **arch).eval()
 
 
-def test_bondgraph_padding_and_batch_invariance():
-    net = _bond_model()
+@pytest.mark.parametrize("heads", [0, 4])
+def test_bondgraph_padding_and_batch_invariance(heads):
+    net = _bond_model(heads)
     gs = featurize_smiles(["CCO", "c1ccccc1CCN"], "extended")
     with torch.no_grad():
         mu_pair, var_pair = net(gs.batch(np.array([0, 1])))
@@ -44,8 +46,9 @@ def test_bondgraph_padding_and_batch_invariance():
     assert (var_pair > 0).all()
 
 
-def test_bondgraph_atom_order_invariance():
-    net = _bond_model()
+@pytest.mark.parametrize("heads", [0, 4])
+def test_bondgraph_atom_order_invariance(heads):
+    net = _bond_model(heads)
     a = featurize_smiles(["OCC(N)C=O"], "extended")
     b = featurize_smiles(["O=CC(N)CO"], "extended")  # same molecule, other atom order
     with torch.no_grad():

@@ -96,6 +96,9 @@ def add_train_parser(sub):
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine-decayed (default: 1e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay (default: 1e-5)")
+    p.add_argument("--heads", type=int, default=0,
+                   help="bondgraph: attention heads per layer, with logits biased by bond and distance codes "
+                        "(default: 0, filter messages only)")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout after each message-passing update and before the readout MLP (default: 0)")
     p.add_argument("--ema", type=float, default=0.0,
@@ -200,8 +203,10 @@ def _run_hk(args) -> int:
 
 
 def _arch(args) -> dict:
-    """The volumetric models' architecture options that differ from their defaults."""
+    """The architecture options that differ from their defaults (bondgraph, cnn3d, hk-unet)."""
     arch = {}
+    if args.model == "bondgraph" and args.heads:
+        arch["heads"] = args.heads
     if args.model == "cnn3d" and args.pool != 1:
         arch["pool"] = args.pool
     if args.model in ("cnn3d", "hk-unet") and args.no_augment:

@@ -60,8 +60,13 @@ def _symbols_ok(values) -> bool:
     return bool(vals) and all(v in t.index for v in vals)
 
 
+PAIR_PARTS = ("host", "guest", "diff", "ratio")
+
+
 def read_table(path, target: str | None = None, host_column=None, guest_column=None, formula_column=None,
-               descriptors=None, drop_columns=(), where=None, require_target=True) -> MaterialsTable:
+               descriptors=None, drop_columns=(), where=None, require_target=True,
+               pair_parts=PAIR_PARTS) -> MaterialsTable:
+    """``pair_parts``: which pair features to keep, of host, guest, diff and ratio (default all four)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -117,7 +122,11 @@ def read_table(path, target: str | None = None, host_column=None, guest_column=N
     if h and g:
         hosts = [str(v).strip() for v in df[h]]
         guests = [str(v).strip() for v in df[g]]
+        bad = [q for q in pair_parts if q not in PAIR_PARTS]
+        if bad or not pair_parts:
+            raise InputError(f"pair features {','.join(pair_parts)!r}: choose from {', '.join(PAIR_PARTS)}")
         feats = pair_features(hosts, guests, desc)
+        feats = feats[[c for c in feats.columns if c.split("_", 1)[0] in pair_parts]]
         kind, used = "pair", {h, g}
         formulas = []
     elif f:

@@ -16,27 +16,45 @@ from elprop.models.readout import Readout
 
 
 class PairLayer(nn.Module):
-    def __init__(self, dim: int, dropout: float = 0.0):
+    """One message-passing step. Messages: Σ_j filter(bond, distance code of i, j) ⊙ W h_j over all pairs, and,
+    with ``heads`` > 0, multi-head attention whose logits are q_i·k_j/√d plus a learned bias per head and
+    (bond, distance) code (Graphormer-style), so the weight of a pair can also depend on the two atoms' states."""
+
+    def __init__(self, dim: int, dropout: float = 0.0, heads: int = 0):
         super().__init__()
         self.filt = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.src = nn.Linear(dim, dim)
-        self.upd = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.heads = int(heads)
+        if self.heads:
+            if dim % self.heads:
+                raise ValueError(f"width {dim} is not divisible by {heads} attention heads")
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.bias = nn.Linear(dim, self.heads)
+        self.upd = nn.Sequential(nn.Linear((3 if self.heads else 2) * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h, code_emb, codes, pair_mask):
+    def forward(self, h, code_emb, codes, pair_mask, att_mask=None):
         w = nn.functional.embedding(codes, self.filt(code_emb)) * pair_mask.unsqueeze(-1)  # [B,N,N,D]
-        msg = (w * self.src(h).unsqueeze(1)).sum(2)
-        return self.norm(h + self.drop(self.upd(torch.cat([h, msg], -1))))
+        parts = [h, (w * self.src(h).unsqueeze(1)).sum(2)]
+        if self.heads:
+            b, n, d = h.shape
+            q, k, v = self.qkv(h).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # [B,H,N,dh]
+            bias = nn.functional.embedding(codes, self.bias(code_emb)).permute(0, 3, 1, 2)  # [B,H,N,N]
+            logits = q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5 + bias
+            a = torch.softmax(logits.masked_fill(~att_mask.unsqueeze(1), -1e4), -1)
+            parts.append((a @ v).transpose(1, 2).reshape(b, n, d))
+        return self.norm(h + self.drop(self.upd(torch.cat(parts, -1))))
 
 
 class BondGraphNet(nn.Module):
-    def __init__(self, in_dim: int, extensive: list[bool], dim: int = 128, layers: int = 4, dropout: float = 0.0):
+    def __init__(self, in_dim: int, extensive: list[bool], dim: int = 128, layers: int = 4, dropout: float = 0.0,
+                 heads: int = 0):
         super().__init__()
         self.embed = nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.bond_emb = nn.Embedding(N_BOND_CODES, dim)
         self.dist_emb = nn.Embedding(N_DIST_CODES, dim)
-        self.layers = nn.ModuleList(PairLayer(dim, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(PairLayer(dim, dropout, heads) for _ in range(layers))
         self.readout = Readout(dim, extensive, dropout)
 
     def forward(self, batch):
@@ -45,7 +63,9 @@ class BondGraphNet(nn.Module):
         codes = batch["bond"] * N_DIST_CODES + batch["dist"]
         code_emb = (self.bond_emb.weight[:, None] + self.dist_emb.weight[None]).reshape(-1, h.shape[-1])
         eye = torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
-        pair_mask = (mask.unsqueeze(1) & mask.unsqueeze(2) & ~eye).float()
+        both = mask.unsqueeze(1) & mask.unsqueeze(2)
+        pair_mask = (both & ~eye).float()
+        att_mask = both | eye  # padded atoms attend to themselves: no empty softmax rows
         for layer in self.layers:
-            h = layer(h, code_emb, codes, pair_mask)
+            h = layer(h, code_emb, codes, pair_mask, att_mask)
         return self.readout(h, mask)

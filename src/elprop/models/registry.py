@@ -17,11 +17,11 @@ MODELS = {
 
 def build_model(name: str, extensive: list[bool], in_dim: int | None = None, dim: int = 128, layers: int = 4,
                 dropout: float = 0.0, **arch):
-    """``arch``: family-specific options (cnn3d: pool, augment; hk-unet: crop, augment)."""
-    if arch and name not in ("cnn3d", "hk-unet"):
+    """``arch``: family-specific options (bondgraph: heads; cnn3d: pool, augment; hk-unet: crop, augment)."""
+    if arch and name not in ("bondgraph", "cnn3d", "hk-unet"):
         raise KeyError(f"model {name!r} takes no options {sorted(arch)}")
     if name == "bondgraph":
-        return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout)
+        return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout, **arch)
     if name == "cnn3d":  # in_dim: input channels; widths double per stage up to dim
         return PropertyCNN(in_dim, len(extensive), widths=stage_widths(dim, layers), dropout=dropout, **arch)
     if name == "hk-unet":

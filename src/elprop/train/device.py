@@ -52,7 +52,14 @@ def net_device(net) -> torch.device:
 def machine_description(device="cpu") -> str:
     """'x86_64 <processor>', with the GPU's name when ``device`` is CUDA (recorded in run configs)."""
     import platform
-    m = f"{platform.machine()} {platform.processor()}".strip()
+    cpu = platform.processor()
+    if not cpu or cpu == platform.machine():
+        try:  # Linux: the CPU model name
+            with open("/proc/cpuinfo") as fh:
+                cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+        except OSError:
+            pass
+    m = f"{platform.machine()} {cpu}".strip()
     if str(device).startswith("cuda"):
         m += f", {torch.cuda.get_device_name(torch.device(device))}"
     return m
