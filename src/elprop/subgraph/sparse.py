@@ -56,6 +56,7 @@ class SubgraphLinearModel:
         self.features: list[Pattern] = []  # the working set
         self._keys: dict[bytes, int] = {}
         self.X = np.zeros((self.n, 0))
+        self._rows: list[np.ndarray] = []  # per feature: the rows (molecules) it occurs in
         self.beta = np.zeros(0)
         ybar = self.y.mean()
         self.b = ybar if loss == "squared" else float(np.log(max(ybar, 1e-12) / max(1 - ybar, 1e-12)))
@@ -96,9 +97,10 @@ class SubgraphLinearModel:
             f = f + d
             max_step = max(max_step, abs(d))
             for j in range(len(self.beta)):
-                col = self.X[:, j].astype(bool)
-                r = self._residual(f)
-                g = -r[col].sum() / n
+                idx = self._rows[j]  # the molecules that contain feature j: only they change with β_j
+                fi = f[idx]
+                r = self.y[idx] - (fi if self.loss == "squared" else _sigmoid(fi))
+                g = -r.sum() / n
                 h = hdiag[j]
                 bj = self.beta[j]
                 z = h * bj - g
@@ -107,9 +109,9 @@ class SubgraphLinearModel:
                 if d == 0.0:
                     continue
                 if self.loss == "logistic":  # Armijo along d (the quadratic model bounds ℓ, so t = 1 is rare to fail)
-                    d = self._armijo_coord(f, col, j, d, g, h, l1, l2)
+                    d = self._armijo_coord(fi, self.y[idx], d, g, bj, l1, l2)
                 self.beta[j] = bj + d
-                f[col] += d
+                f[idx] = fi + d
                 max_step = max(max_step, abs(d))
             if max_step < self.tol:
                 break
@@ -126,18 +128,21 @@ class SubgraphLinearModel:
             t *= 0.5
         return 0.0
 
-    def _armijo_coord(self, f, col, j, d, g, h, l1, l2, sigma=0.1):
-        bj = self.beta[j]
+    def _armijo_coord(self, fi, yi, d, g, bj, l1, l2, sigma=0.1):
+        """Backtracking on the logistic loss along coordinate d; ``fi``, ``yi``: the rows the feature occurs in
+        (the loss of every other row does not change, so the test is on these rows' sum only)."""
+        n = self.n
 
         def pen(v):
             return l1 * abs(v) + 0.5 * l2 * v * v
+
+        def part(fv):  # this feature's rows' share of the mean logistic loss
+            return float(np.sum(np.logaddexp(0, fv) - yi * fv)) / n
         delta = g * d + pen(bj + d) - pen(bj)
-        base = self._data_loss(f) + pen(bj)
+        base = part(fi) + pen(bj)
         t = 1.0
         while t > 1e-8:
-            ft = f.copy()
-            ft[col] += t * d
-            if self._data_loss(ft) + pen(bj + t * d) <= base + sigma * t * delta:
+            if part(fi + t * d) + pen(bj + t * d) <= base + sigma * t * delta:
                 return t * d
             t *= 0.5
         return 0.0
@@ -183,6 +188,7 @@ class SubgraphLinearModel:
             self._keys[p.gids.tobytes()] = len(self.features)
             self.features.append(p)
         self.X = np.concatenate([self.X, cols], 1)
+        self._rows += [np.sort(p.gids).astype(np.int64) for p in patterns]
         self.beta = np.concatenate([self.beta, np.zeros(len(patterns))])
 
     def fit(self, lam: float, max_outer: int = 1000):
