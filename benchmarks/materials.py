@@ -75,26 +75,24 @@ def main():
     res = {"machine": f"{machine_description()}, {os.cpu_count()} cores",
            "command": " ".join(sys.argv)}
     if "dband" not in args.skip:
-        rows = []
+        rows, tables = [], {}
         for target, drop in (("eps_d_minus_EF_eV", ["shift_eV"]), ("shift_eV", ["eps_d_minus_EF_eV"])):
-            t = read_table(data / "dband_overlayers_long.csv", target, drop_columns=drop)
-            sets = {"host, guest, diff, ratio": t.X,
-                    "host, guest": t.X[[c for c in t.X.columns if c.startswith(("host_", "guest_"))]]}
-            for fs, X in sets.items():
+            for parts in (("host", "guest", "diff", "ratio"), ("host", "guest")):
+                fs = ", ".join(parts)
+                t = tables[target, fs] = read_table(data / "dband_overlayers_long.csv", target, drop_columns=drop,
+                                                    pair_parts=parts)
                 for kind in args.models.split(","):
                     t0 = time.time()
-                    lc = learning_curve(X, t.y, kind, (0.25,), args.repeats, 0)
-                    tab, pooled = leave_one_group_out(X, t.y, t.groups(), kind)
-                    rows.append({"target": target, "features": fs, "n_features": X.shape[1], "model": kind,
+                    lc = learning_curve(t.X, t.y, kind, (0.25,), args.repeats, 0)
+                    tab, pooled = leave_one_group_out(t.X, t.y, t.groups(), kind)
+                    rows.append({"target": target, "features": fs, "n_features": t.X.shape[1], "model": kind,
                                  "rmse_25": float(lc.rmse_mean.iloc[0]), "sd_25": float(lc.rmse_sd.iloc[0]),
                                  "lomo_rmse": float(np.sqrt(np.mean((pooled - t.y) ** 2))),
                                  "target_std": float(np.std(t.y)), "seconds": round(time.time() - t0, 1)})
                     print(rows[-1], flush=True)
         best = min((r for r in rows if r["target"] == "eps_d_minus_EF_eV"), key=lambda r: r["rmse_25"])
-        t = read_table(data / "dband_overlayers_long.csv", "eps_d_minus_EF_eV", drop_columns=["shift_eV"])
-        X = t.X if best["features"].endswith("ratio") else t.X[[c for c in t.X.columns
-                                                                 if c.startswith(("host_", "guest_"))]]
-        curve = learning_curve(X, t.y, best["model"], (0.1, 0.25, 0.5, 0.75, 0.9), args.repeats, 0)
+        t = tables[best["target"], best["features"]]
+        curve = learning_curve(t.X, t.y, best["model"], (0.1, 0.25, 0.5, 0.75, 0.9), args.repeats, 0)
         res["dband"] = {"rows": rows, "best": f"{best['model']} on {best['features']}",
                         "curve": curve.to_dict("records"), "n": len(t.y)}
         (out / "results.json").write_text(json.dumps(res, indent=1))
