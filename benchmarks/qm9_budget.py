@@ -5,6 +5,8 @@
 Every tool trains one multi-target model on the same 10,000 training molecules with the same validation and
 test molecules (a seeded random draw from the embedded QM9), for the same training budget in wall-clock seconds:
   elprop     `elprop train --time-budget B` (bondgraph from SMILES)
+  elprop-3d  the same with `--data qm9 --geometry dataset`: the bondgraph also reads heavy-atom distances from
+             the QM9 DFT geometries (the input SchNetPack gets), on the same molecules (split by QM9 index)
   Chemprop   `chemprop train`; the epoch count is set so the run fits B (one calibration epoch measures it)
   SchNetPack `spktrain` with `trainer.max_time=B` (its qm9 recipe, PaiNN, 3D DFT geometries)
 Targets: gap, HOMO, LUMO and U0 (as the U0 atomization energy; for fixed composition the two differ by a
@@ -73,18 +75,23 @@ def prepare(out: Path, n_train, n_val, n_test, seed):
         for i in split["test"]:
             w.writerow([sub.smiles[i]])
     (out / "split.json").write_text(json.dumps({k: v.tolist() for k, v in split.items()}))
+    (out / "split_qm9.json").write_text(json.dumps({k: perm[v].tolist() for k, v in split.items()}))
     np.savez(out / "data.npz", z=sub.z, pos=sub.pos, offsets=sub.offsets, y=y, targets=np.array(TARGETS),
              **{k: v for k, v in split.items()})
     return sub, split, y, perm
 
 
-def run_elprop(out: Path, budget, args):
-    d = out / "elprop"
-    cmd = [sys.executable, "-m", "elprop.cli.main", "train", "--data", out / "data.csv", "--targets", ",".join(TARGETS),
-           "--split", "file", "--split-file", out / "split.json", "--time-budget", budget, "--epochs", 100000,
-           "--dim", args.elprop_dim, "--layers", 4, "--name", "run", "--runs-dir", d, "--no-progress",
-           *args.elprop_args.split()]
-    wall = sh(cmd, out / "elprop.log")
+def run_elprop(out: Path, budget, args, variant="elprop"):
+    d = out / variant
+    data = ["--data", out / "data.csv", "--split-file", out / "split.json"]
+    extra = args.elprop_args.split()
+    if variant == "elprop-3d":  # the same molecules by QM9 index, with their DFT geometries
+        data = ["--data", "qm9", "--split-file", out / "split_qm9.json"]
+        extra += args.elprop_3d_args.split()
+    cmd = [sys.executable, "-m", "elprop.cli.main", "train", *data, "--targets", ",".join(TARGETS),
+           "--split", "file", "--time-budget", budget, "--epochs", 100000,
+           "--dim", args.elprop_dim, "--layers", 4, "--name", "run", "--runs-dir", d, "--no-progress", *extra]
+    wall = sh(cmd, out / f"{variant}.log")
     rows = list(csv.DictReader(open(d / "run" / "metrics.csv")))
     return {LABEL[r["target"]]: float(r["mae"]) for r in rows if r["split"] == "test"}, wall
 
@@ -166,9 +173,11 @@ def main():
     ap.add_argument("--elprop-dim", type=int, default=256)
     ap.add_argument("--elprop-args", default="--dropout 0.1 --weight-decay 1e-2 --ema 0.999",
                     help="extra `elprop train` options (default: the regularisation used for the recorded results)")
+    ap.add_argument("--elprop-3d-args", default="--geometry dataset",
+                    help="options added to --elprop-args for the elprop-3d run (default: the DFT geometries)")
     ap.add_argument("--throughput-n", type=int, default=5000)
     ap.add_argument("--peers-venv", default=os.path.expanduser("~/.cache/elprop/peers-venv"))
-    ap.add_argument("--skip", default="", help="comma-separated: chemprop,schnetpack,throughput")
+    ap.add_argument("--skip", default="", help="comma-separated: elprop,elprop-3d,chemprop,schnetpack,throughput")
     ap.add_argument("--out", default=str(HERE / "out" / "qm9_budget"))
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -186,8 +195,10 @@ def main():
     y_test = y[split["test"]]
     results, walls, extra = {}, {}, {}
     print(f"budget {args.budget:.0f} s per tool; {args.n_train} train / {args.n_val} val / {args.n_test} test")
-    results["elprop"], walls["elprop"] = run_elprop(out, args.budget, args)
-    print("elprop", results["elprop"], f"{walls['elprop']:.0f} s wall")
+    for variant in ("elprop", "elprop-3d"):
+        if variant not in skip:
+            results[variant], walls[variant] = run_elprop(out, args.budget, args, variant)
+            print(variant, results[variant], f"{walls[variant]:.0f} s wall")
     ckpt = None
     if "chemprop" not in skip:
         results["chemprop"], walls["chemprop"], extra["chemprop"] = run_chemprop(out, args.budget, peers, y_test)
@@ -203,18 +214,21 @@ def main():
         smiles = [str(s) for s in sub.smiles[rng.choice(split["test"], args.throughput_n, replace=False)]]
         tp = throughput(out, peers, smiles, ckpt, None)
         print("throughput (molecules/s, whole command):", tp)
-    peers_run = [p for p in results if p != "elprop"]
+    ours = [k for k in results if k.startswith("elprop")]
+    peers_run = [p for p in results if p not in ours]
     lines = [f"QM9 budget benchmark: {args.n_train} train / {args.n_val} val / {args.n_test} test molecules "
              f"(seed {args.seed}), {args.budget:.0f} s training budget per tool, "
              f"{platform.machine()}, {os.cpu_count()} cores", "",
-             "| target (MAE, eV) | " + " | ".join(results) + " | elprop / best peer |",
-             "|---|" + "---|" * (len(results) + 1)]
-    ratios = {}
+             "| target (MAE, eV) | " + " | ".join(results) + " | " + " | ".join(f"{k} / best peer" for k in ours)
+             + " |", "|---|" + "---|" * (len(results) + len(ours))]
+    ratios = {k: {} for k in ours}
     for t in LABEL.values():
         vals = [results[k].get(t, float("nan")) for k in results]
         best = min((results[p].get(t, float("inf")) for p in peers_run), default=float("nan"))
-        ratios[t] = results["elprop"][t] / best if peers_run else float("nan")
-        lines.append(f"| {t} | " + " | ".join(f"{v:.4f}" for v in vals) + f" | {ratios[t]:.2f} |")
+        for k in ours:
+            ratios[k][t] = results[k][t] / best if peers_run else float("nan")
+        lines.append(f"| {t} | " + " | ".join(f"{v:.4f}" for v in vals) + " | "
+                     + " | ".join(f"{ratios[k][t]:.2f}" for k in ours) + " |")
     if tp:
         lines += ["", "| prediction throughput (SMILES -> properties, whole command) | molecules/s |", "|---|---|"]
         lines += [f"| {k} predict ({args.throughput_n} molecules) | {v:.0f} |" for k, v in tp.items()]

@@ -64,6 +64,8 @@ def test_predict_batch_with_bad_molecules_keeps_good_ones(cli, tiny_model, tmp_p
     (["predict", "C[Se]C"], "Se"),
     (["data", "info", "nothing.xyz"], "no such file"),
     (["train", "--data", "qm9", "--targets", "bandgap", "--limit", "50"], "bandgap"),
+    (["train", "--data", "qm9", "--targets", "gap,homo", "--target-weights", "lumo=2"], "--target-weights"),
+    (["train", "--data", "qm9", "--targets", "gap", "--target-weights", "gap=-1"], ">= 0"),
 ])
 def test_bad_input_exit_2_one_line(cli, tiny_model, args, match):
     if args[0] == "predict":

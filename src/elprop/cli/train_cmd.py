@@ -99,6 +99,17 @@ def add_train_parser(sub):
     p.add_argument("--heads", type=int, default=0,
                    help="bondgraph: attention heads per layer, with logits biased by bond and distance codes "
                         "(default: 0, filter messages only)")
+    p.add_argument("--readout", choices=["pool", "attention"], default="pool",
+                   help="bondgraph: intensive targets from mean/max pooling (pool, default) or pooling plus an "
+                        "attention-weighted sum of per-atom values (attention)")
+    p.add_argument("--geometry", choices=["mmff", "dataset"],
+                   help="bondgraph: also read heavy-atom 3D distances, from one seeded ETKDG + MMFF94 conformer per "
+                        "SMILES (mmff: embedded once and cached; predictions from SMILES embed the same way) or from "
+                        "the data's own structures (dataset: e.g. the QM9 DFT geometries; predictions then need "
+                        "xyz/sdf input). Default: 2D only")
+    p.add_argument("--target-weights", metavar="T=W,...",
+                   help="loss weights per target, e.g. U0_atom=0.3 (others 1; a target with slack can give "
+                        "capacity to the others)")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout after each message-passing update and before the readout MLP (default: 0)")
     p.add_argument("--ema", type=float, default=0.0,
@@ -122,6 +133,7 @@ def run_train(args) -> int:
         raise InputError("--targets is empty")
     if args.split == "file" and not args.split_file:
         raise InputError("--split file needs --split-file PATH")
+    _target_weights(args.target_weights, args.targets_list)  # a bad spec fails before any data is read
     for name in ("epochs", "batch_size", "dim", "layers", "ensemble", "pool"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
@@ -167,7 +179,8 @@ def run_train(args) -> int:
                         weight_decay=args.weight_decay, dropout=args.dropout, ema=args.ema,
                         channels=_targets(args.channels) if args.channels else None,
                         arch=_arch(args), tta=args.tta, device=args.device_obj, amp=args.amp_on,
-                        checkpointing=args.ckpt_on, progress=not args.no_progress, parent_index=parent_index)
+                        checkpointing=args.ckpt_on, progress=not args.no_progress, parent_index=parent_index,
+                        target_weights=_target_weights(args.target_weights, args.targets_list))
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
     return 0
@@ -202,11 +215,38 @@ def _run_hk(args) -> int:
     return 0
 
 
+def _target_weights(spec, targets):
+    """``"U0_atom=0.3,gap=2"`` -> one weight per target (1 where not named), or None without a spec."""
+    from elprop.data.dataset import InputError
+    if not spec:
+        return None
+    w = dict.fromkeys(targets, 1.0)
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, eq, val = part.partition("=")
+        name = name.strip()
+        if not eq or name not in w:
+            raise InputError(f"--target-weights {spec!r}: expected T=W with T one of the targets "
+                             f"({', '.join(targets)}), got {part!r}")
+        try:
+            w[name] = float(val)
+        except ValueError:
+            raise InputError(f"--target-weights {spec!r}: {val!r} is not a number") from None
+        if not (np.isfinite(w[name]) and w[name] >= 0):
+            raise InputError(f"--target-weights {spec!r}: weights must be finite and >= 0")
+    if not any(w.values()):
+        raise InputError(f"--target-weights {spec!r}: at least one weight must be positive")
+    return [w[t] for t in targets]
+
+
 def _arch(args) -> dict:
     """The architecture options that differ from their defaults (bondgraph, cnn3d, hk-unet)."""
     arch = {}
     if args.model == "bondgraph" and args.heads:
         arch["heads"] = args.heads
+    if args.model == "bondgraph" and args.geometry:
+        arch["geometry"] = args.geometry
+    if args.model == "bondgraph" and args.readout != "pool":
+        arch["readout"] = args.readout
     if args.model == "cnn3d" and args.pool != 1:
         arch["pool"] = args.pool
     if args.model in ("cnn3d", "hk-unet") and args.no_augment:

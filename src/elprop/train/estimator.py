@@ -52,7 +52,7 @@ class PropertyModel:
 
     def represent(self, data):
         """Dataset or list of SMILES -> GraphSet / PointSet (bad molecules flagged, not raised)."""
-        from elprop.chem.graphs import dataset_graphs, dataset_points, featurize_smiles
+        from elprop.chem.graphs import dataset_graphs, dataset_points, dataset_structures, featurize_smiles
         if self.representation == "volume":
             store = getattr(data, "density_store", None)
             if store is None:
@@ -61,11 +61,18 @@ class PropertyModel:
             from elprop.density.volumes import VolumeSet
             return VolumeSet(store, self.config["channels"])
         if self.representation == "graph":
+            geo = self.config.get("arch", {}).get("geometry")
+            structures = None
+            if geo == "dataset" and not (isinstance(data, Dataset) and data.pos is not None):
+                raise InputError("this model reads 3D structures (--geometry dataset): give xyz, extxyz, sdf or "
+                                 "QM9 input, not SMILES")
             if isinstance(data, Dataset):
                 if len(data) > 5000:  # large sets are featurized once and cached
-                    return dataset_graphs(data, self.config["features"])
-                return featurize_smiles(list(data.smiles), self.config["features"], progress=len(data) > 2000)
-            return featurize_smiles(list(data), self.config["features"], progress=len(data) > 2000)
+                    return dataset_graphs(data, self.config["features"], geometry=geo)
+                structures = dataset_structures(data) if geo == "dataset" else None
+                data = list(data.smiles)
+            return featurize_smiles(list(data), self.config["features"], progress=len(data) > 2000, geometry=geo,
+                                    structures=structures)
         if isinstance(data, Dataset) and data.pos is not None:
             return dataset_points(data)
         return _embed_points(list(data.smiles if isinstance(data, Dataset) else data))
@@ -84,9 +91,9 @@ class PropertyModel:
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, ds: Dataset, split: dict, out_dir, *, epochs=100, time_budget=None, batch_size=128, lr=1e-3,
             weight_decay=1e-5, ema=0.0, progress=True, log=print, rep=None, device="cpu", amp=False,
-            checkpointing=False):
+            checkpointing=False, target_weights=None):
         """Train on ``split['train']`` (validation on ``split['val']``); ``rep`` is ``self.represent(ds)`` if the
-        caller already has it."""
+        caller already has it. ``target_weights``: one loss weight per target (default: equal)."""
         torch.manual_seed(self.config["seed"])
         rep = self.represent(ds) if rep is None else rep
         y = np.column_stack([ds.target(t) for t in self.config["targets"]])
@@ -111,7 +118,7 @@ class PropertyModel:
             train_network(net, rep, y_s, tr, va, Path(out_dir) / f"member_{k}", epochs=epochs,
                           time_budget=per_member, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                           ema=ema, seed=self.config["seed"] + k, progress=progress, log=log, device=device,
-                          amp=amp)
+                          amp=amp, target_weights=target_weights)
             if hasattr(net, "checkpointing"):
                 net.checkpointing = False
             self.nets.append(net)

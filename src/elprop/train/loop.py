@@ -50,15 +50,19 @@ def validation_loss(net, rep, idx, batch_size: int, amp: bool = False) -> float:
     return tot / max(n, 1)
 
 
-def loss_fn(mu, var, y):
-    """L1 on the means plus the Gaussian NLL of the variances around the (detached) means, NaN-masked."""
+def loss_fn(mu, var, y, weights=None):
+    """L1 on the means plus the Gaussian NLL of the variances around the (detached) means, NaN-masked.
+    ``weights`` [T] weighs the targets' L1 terms (default: equal); the second value returned, the L1 that is
+    logged, is unweighted."""
     ok = torch.isfinite(y)
     y0 = torch.where(ok, y, torch.zeros_like(y))
     okf = ok.float()
-    l1 = ((mu - y0).abs() * okf).sum() / okf.sum().clamp(min=1)
+    err = (mu - y0).abs() * okf
+    l1 = err.sum() / okf.sum().clamp(min=1)
+    fit = l1 if weights is None else (err * weights).sum() / (okf * weights).sum().clamp(min=1e-12)
     r2 = (mu.detach() - y0) ** 2
     nll = ((0.5 * (torch.log(var) + r2 / var)) * okf).sum() / okf.sum().clamp(min=1)
-    return l1 + 0.1 * nll, l1
+    return fit + 0.1 * nll, l1
 
 
 def _save_ckpt(path: Path, state: dict):
@@ -69,7 +73,7 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
                   time_budget: float | None = None, batch_size: int = 128, lr: float = 1e-3,
                   weight_decay: float = 1e-5, ema: float = 0.0, seed: int = 0,
                   ckpt_every_s: float = 120.0, progress: bool = True, log=print, device="cpu",
-                  amp: bool = False):
+                  amp: bool = False, target_weights=None):
     """Train ``net`` in place; returns (best state_dict, history rows). Resumes from ``out_dir/last.pt``.
 
     ``ema`` > 0 keeps an exponential moving average of the weights (decay ``ema`` per step, with the usual
@@ -99,6 +103,7 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
     best_path = out_dir / "best.pt"
     # y_scaled None: the batches carry their own targets and the network scores them (net.loss, e.g. the HK map)
     y_t = None if y_scaled is None else torch.from_numpy(y_scaled.astype(np.float32)).to(device)
+    w_t = None if target_weights is None else torch.as_tensor(target_weights, dtype=torch.float32, device=device)
     n_batches = max(1, len(train_idx) // batch_size)
     t_last_ckpt = time.time()
 
@@ -154,7 +159,7 @@ def train_network(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, epoc
                     loss, l1 = net.loss(batch)
                 else:
                     mu, var = net(batch)
-                    loss, l1 = loss_fn(mu.float(), var.float(), y_t[torch.as_tensor(bidx, device=device)])
+                    loss, l1 = loss_fn(mu.float(), var.float(), y_t[torch.as_tensor(bidx, device=device)], w_t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)

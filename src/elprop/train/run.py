@@ -34,7 +34,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
               progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
-              checkpointing=False, parent_index=None):
+              checkpointing=False, parent_index=None, target_weights=None):
     """Train and evaluate, writing ``run_dir``. ``parent_index`` (sorted) maps the rows of ``ds`` to a larger data
     set it was cut from (``--limit``): split.json then holds indices of that larger set, so ``elprop evaluate``
     on the full data scores the same molecules."""
@@ -62,7 +62,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   dropout=dropout, ema=ema, channels=channels, arch=arch or {}, tta=tta, device=str(device), amp=amp,
-                  gradient_checkpointing=checkpointing, data=ds.source, n_molecules=len(ds),
+                  gradient_checkpointing=checkpointing, target_weights=target_weights, data=ds.source, n_molecules=len(ds),
                   machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout, channels, arch)
@@ -71,7 +71,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     rep = est.represent(ds)  # once, for training and for the evaluation below
     est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, ema=ema, rep=rep, progress=progress, log=log, device=device, amp=amp,
-            checkpointing=checkpointing)
+            checkpointing=checkpointing, target_weights=target_weights)
     wall = time.time() - t0
     rows = []
     for name in ("val", "test"):
