@@ -4,7 +4,7 @@
 
 Every tool trains one multi-target model on the same 10,000 training molecules with the same validation and
 test molecules (a seeded random draw from the embedded QM9), for the same training budget in wall-clock seconds:
-  elprop     `elprop train --time-budget B` (bondgraph from SMILES)
+  elprop     `elprop train --time-budget B` (bondgraph from SMILES; 3D distances from MMFF conformers of the SMILES)
   elprop-3d  the same with `--data qm9 --geometry dataset`: the bondgraph also reads heavy-atom distances from
              the QM9 DFT geometries (the input SchNetPack gets), on the same molecules (split by QM9 index)
   Chemprop   `chemprop train`; the epoch count is set so the run fits B (one calibration epoch measures it)
@@ -84,10 +84,10 @@ def prepare(out: Path, n_train, n_val, n_test, seed):
 def run_elprop(out: Path, budget, args, variant="elprop"):
     d = out / variant
     data = ["--data", out / "data.csv", "--split-file", out / "split.json"]
-    extra = args.elprop_args.split()
+    extra = args.elprop_args.split() + args.elprop_smiles_args.split()
     if variant == "elprop-3d":  # the same molecules by QM9 index, with their DFT geometries
         data = ["--data", "qm9", "--split-file", out / "split_qm9.json"]
-        extra += args.elprop_3d_args.split()
+        extra = args.elprop_args.split() + args.elprop_3d_args.split()
     cmd = [sys.executable, "-m", "elprop.cli.main", "train", *data, "--targets", ",".join(TARGETS),
            "--split", "file", "--time-budget", budget, "--epochs", 100000,
            "--dim", args.elprop_dim, "--layers", 4, "--name", "run", "--runs-dir", d, "--no-progress", *extra]
@@ -100,7 +100,10 @@ def run_chemprop(out: Path, budget, peers, y_test):
     d = out / "chemprop"
     base = [peers / "chemprop", "train", "-i", out / "data.csv", "-s", "smiles", "--target-columns", *TARGETS,
             "--splits-column", "split", "-t", "regression", "--num-workers", 0, "--accelerator", "cpu"]
-    # chemprop needs more epochs than its 2 warm-up epochs: time 3 and 5 epochs to get s/epoch and start-up
+    # chemprop needs more epochs than its 2 warm-up epochs: time 3 and 5 epochs to get s/epoch and start-up.
+    # A first, untimed call warms the caches: in a fresh venv the first call also compiles every module, which
+    # once inflated t3 by seconds and made the calibration give 319 epochs for a 480 s budget (~24 min of training)
+    sh(base + ["--epochs", 1, "-o", d / "warmup"], out / "chemprop_warmup.log")
     t3 = sh(base + ["--epochs", 3, "-o", d / "calib3"], out / "chemprop_calib3.log")
     t5 = sh(base + ["--epochs", 5, "-o", d / "calib5"], out / "chemprop_calib5.log")
     per_epoch = max((t5 - t3) / 2, 1e-3)
@@ -171,10 +174,13 @@ def main():
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--elprop-dim", type=int, default=256)
-    ap.add_argument("--elprop-args", default="--dropout 0.1 --weight-decay 1e-2 --ema 0.999",
-                    help="extra `elprop train` options (default: the regularisation used for the recorded results)")
+    ap.add_argument("--elprop-args", default="--dropout 0.1 --weight-decay 1e-2 --ema 0.999 --readout attention "
+                    "--batch-size 64", help="extra `elprop train` options of both elprop runs (default: those of "
+                    "the recorded results)")
+    ap.add_argument("--elprop-smiles-args", default="--geometry mmff",
+                    help="options added for the SMILES run (default: distances from MMFF conformers of the SMILES)")
     ap.add_argument("--elprop-3d-args", default="--geometry dataset",
-                    help="options added to --elprop-args for the elprop-3d run (default: the DFT geometries)")
+                    help="options added for the elprop-3d run (default: the DFT geometries)")
     ap.add_argument("--throughput-n", type=int, default=5000)
     ap.add_argument("--peers-venv", default=os.path.expanduser("~/.cache/elprop/peers-venv"))
     ap.add_argument("--skip", default="", help="comma-separated: elprop,elprop-3d,chemprop,schnetpack,throughput")
