@@ -66,8 +66,8 @@ def hk_run(args, out, store, channels, name):
     sh(elprop("train", "--model", "hk-unet", "--density-store", store, "--channels", channels, "--split", "file",
               "--split-file", out / "split.json", "--dim", args.hk_dim, "--layers", args.hk_layers, "--crop",
               args.hk_crop, "--batch-size", args.hk_batch, "--lr", args.hk_lr, "--epochs", 100000,
-              "--time-budget", args.hk_budget, "--ema", 0.99, "--runs-dir", out / "runs", "--name", name,
-              "--no-progress"), out / f"{name}.log")
+              "--time-budget", args.hk_budget, "--ema", 0.99, "--augment", args.hk_augment, "--runs-dir",
+              out / "runs", "--name", name, "--no-progress"), out / f"{name}.log")
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     hist = list(csv.DictReader(open(run / "checkpoints" / "member_0" / "history.csv")))
     return {"metrics": [r for r in rows if r["split"] == "test"], "epochs": len(hist),
@@ -168,6 +168,10 @@ def main():
     ap.add_argument("--hk-crop", type=int, default=32)
     ap.add_argument("--hk-batch", type=int, default=4)
     ap.add_argument("--hk-lr", type=float, default=2e-3)
+    ap.add_argument("--hk-augment", default="octahedral", choices=["octahedral", "so3", "none"],
+                    help="the HK map's training augmentation (default: octahedral, the CLI's default)")
+    ap.add_argument("--hk-name", default="",
+                    help="suffix of the HK run names and results key (to keep runs of several settings side by side)")
     ap.add_argument("--prop-budget", type=float, default=300)
     ap.add_argument("--cnn-dim", type=int, default=64)
     ap.add_argument("--cnn-layers", type=int, default=3)
@@ -193,8 +197,10 @@ def main():
 
     chain_store = out / "chain.zarr"
     if "hk" not in skip:
-        res["hk"] = {"promolecular": hk_run(args, out, args.store, "promolecular", "hk-promolecular")}
-        print("HK from promolecular:", res["hk"]["promolecular"]["metrics"], flush=True)
+        key = "promolecular" + (f" ({args.hk_name})" if args.hk_name else "")
+        res.setdefault("hk", {})[key] = hk_run(args, out, args.store, "promolecular",
+                                              "hk-promolecular" + (f"-{args.hk_name}" if args.hk_name else ""))
+        print("HK from promolecular:", res["hk"][key]["metrics"], flush=True)
         save()
         if args.hk_potential_budget:
             b, args.hk_budget = args.hk_budget, args.hk_potential_budget
@@ -205,7 +211,7 @@ def main():
         if chain_store.exists():
             shutil.rmtree(chain_store)
         shutil.copytree(args.store, chain_store)
-        sh(elprop("predict-density", "--model", res["hk"]["promolecular"]["model"], "--density-store", chain_store,
+        sh(elprop("predict-density", "--model", res["hk"][key]["model"], "--density-store", chain_store,
                   "--write-kind", "hk"), out / "write_hk.log")
     if "chain" not in skip:
         runs = {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from elprop.density.augment import augment_batch, rotate_grids, torch_rotations
+from elprop.density.augment import augment_batch, octahedral_batch, rotate_grids, torch_rotations
 from elprop.density.grid import molecule_grid, random_rotation
 from elprop.density.promolecular import promolecular_density
 from elprop.models.cnn3d import PropertyCNN, UNet3d, memory_estimate, parse_bytes
@@ -41,6 +41,32 @@ def test_rotating_a_grid_equals_the_grid_of_the_rotated_molecule(qm9):
         assert err < 0.08, err  # trilinear interpolation error on 0.35 Å voxels
         assert np.abs(wrong - ref).sum() / ref.sum() > 5 * err
         assert abs(out.sum() - ref.sum()) / ref.sum() < 0.01
+
+
+def test_octahedral_augmentation_is_the_exact_grid_of_the_turned_or_mirrored_molecule(qm9):
+    m = qm9[5000]
+    pos = m.pos.astype(float)
+    g = molecule_grid(pos, 32, 14.0)
+    x = torch.from_numpy(promolecular_density(m.z, pos, g, blur=1.0)).double()[None, None].repeat(6, 1, 1, 1, 1)
+    gen = torch.Generator().manual_seed(3)
+    out = octahedral_batch(x, gen)
+    refs = {}  # the grid of the molecule under each signed permutation P (atom offsets d -> P d)
+    for perm in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+        for signs in np.ndindex(2, 2, 2):
+            p = np.zeros((3, 3))
+            for a in range(3):
+                p[a, perm[a]] = -1.0 if signs[a] else 1.0
+            moved = pos.mean(0) + (pos - pos.mean(0)) @ p.T
+            refs[perm, signs] = promolecular_density(m.z, moved, g, blur=1.0)
+    seen = set()
+    for b in range(6):
+        errs = {k: float(np.abs(out[b, 0].numpy() - r).sum() / r.sum()) for k, r in refs.items()}
+        key = min(errs, key=errs.get)
+        assert errs[key] < 1e-6, errs[key]  # exact: no resampling, unlike a general rotation (test above: < 8 %)
+        seen.add(key)
+    assert len(seen) > 1  # different samples get different symmetries
+    both = octahedral_batch(torch.cat([x, 2 * x], 1), torch.Generator().manual_seed(4))
+    assert torch.equal(both[:, 1], 2 * both[:, 0])  # channels of one sample move together (input with target)
 
 
 def test_torch_rotations_are_proper_and_augmentation_keeps_the_charge():
@@ -168,6 +194,11 @@ def test_cnn3d_training_lowers_the_loss(tmp_path, cli):
     assert res.returncode == 2 and "--density-store" in res.stderr
     res = cli("train", "--model", "bondgraph", "--pool", "2", "--runs-dir", tmp_path, "--name", "e")
     assert res.returncode == 2 and "--pool" in res.stderr
+    res = cli("train", "--model", "bondgraph", "--augment", "octahedral", "--runs-dir", tmp_path, "--name", "e")
+    assert res.returncode == 2 and "--augment" in res.stderr
+    res = cli("train", "--model", "cnn3d", "--density-store", store, "--no-augment", "--augment", "so3",
+              "--runs-dir", tmp_path, "--name", "e")
+    assert res.returncode == 2 and "contradicts" in res.stderr and "Traceback" not in res.stderr
     # pooled input, test-time augmentation: saved with the model, used again on load
     res = cli("train", "--model", "cnn3d", "--density-store", store, "--channels", "promolecular", "--targets",
               "U0_atom", "--dim", "16", "--layers", "2", "--epochs", "1", "--batch-size", "8", "--pool", "2",
@@ -230,6 +261,12 @@ def test_properties_from_hk_predicted_densities(hk_store, tmp_path, cli):
     res = cli("train", "--model", "hk-unet", "--density-store", store, "--dim", "8", "--layers", "2", "--epochs",
               "1", "--batch-size", "2", "--crop", "12", "--runs-dir", tmp_path, "--name", "h", "--no-progress")
     assert res.returncode == 0, res.stderr
+    from elprop.train.density_run import DensityModel
+    assert DensityModel.load(tmp_path / "h" / "model").net.augment == "octahedral"  # the hk-unet default
+    res = cli("train", "--model", "hk-unet", "--density-store", store, "--dim", "8", "--layers", "2", "--epochs",
+              "1", "--batch-size", "2", "--augment", "so3", "--runs-dir", tmp_path, "--name", "h3", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert DensityModel.load(tmp_path / "h3" / "model").net.augment == "so3"
     res = cli("train", "--model", "hk-unet", "--density-store", store, "--dim", "8", "--layers", "3", "--crop",
               "10", "--runs-dir", tmp_path, "--name", "bad")
     assert res.returncode == 2 and "multiple of 4" in res.stderr

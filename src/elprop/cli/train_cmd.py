@@ -73,8 +73,12 @@ def add_train_parser(sub):
     p.add_argument("--pool", type=int, default=1,
                    help="cnn3d: average-pool the input grids by this factor after augmentation (2: 48³ -> 24³, "
                         "8x less work; default 1)")
-    p.add_argument("--no-augment", action="store_true",
-                   help="cnn3d/hk-unet: no random rotations and shifts in training (for comparisons)")
+    p.add_argument("--augment", choices=["so3", "octahedral", "none"],
+                   help="cnn3d/hk-unet: real-time augmentation in training. so3: a uniform random rotation and a "
+                        "sub-voxel shift per sample, resampled (cnn3d default); octahedral: one of the 48 exact "
+                        "symmetries of the cubic grid, axis permutations and flips, no resampling (hk-unet "
+                        "default); none")
+    p.add_argument("--no-augment", action="store_true", help="the same as --augment none")
     p.add_argument("--tta", type=int, default=0,
                    help="cnn3d: test-time augmentation, averaging predictions over this many random rotations")
     p.add_argument("--crop", type=int, default=0,
@@ -151,7 +155,7 @@ def run_train(args) -> int:
     else:
         est = None
         for flag, bad in (("--pool", args.pool != 1), ("--no-augment", args.no_augment), ("--tta", args.tta),
-                          ("--crop", args.crop)):
+                          ("--crop", args.crop), ("--augment", args.augment)):
             if bad:
                 raise InputError(f"{flag} is an option of the volumetric models (cnn3d, hk-unet), not {args.model}")
     on_gpu = args.device_obj.type == "cuda"
@@ -205,7 +209,8 @@ def _run_hk(args) -> int:
                            split=args.split, split_file=args.split_file, n_train=n_train, n_val=n_val,
                            seed=args.seed, epochs=args.epochs, time_budget=args.time_budget,
                            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, ema=args.ema,
-                           crop=args.crop, device=args.device_obj, amp=args.amp_on, checkpointing=args.ckpt_on,
+                           crop=args.crop, augment=_arch(args).get("augment", "octahedral"),
+                           device=args.device_obj, amp=args.amp_on, checkpointing=args.ckpt_on,
                            progress=not args.no_progress)
     print(f"{'split':<6} {'metric':<24} {'unit':<4} {'model':>10} {'promolecular':>13} {'ratio':>7}")
     for r in rows:
@@ -240,6 +245,7 @@ def _target_weights(spec, targets):
 
 def _arch(args) -> dict:
     """The architecture options that differ from their defaults (bondgraph, cnn3d, hk-unet)."""
+    from elprop.data.dataset import InputError
     arch = {}
     if args.model == "bondgraph" and args.heads:
         arch["heads"] = args.heads
@@ -249,8 +255,10 @@ def _arch(args) -> dict:
         arch["readout"] = args.readout
     if args.model == "cnn3d" and args.pool != 1:
         arch["pool"] = args.pool
-    if args.model in ("cnn3d", "hk-unet") and args.no_augment:
-        arch["augment"] = False
+    if args.model in ("cnn3d", "hk-unet") and (args.no_augment or args.augment):
+        if args.no_augment and args.augment not in (None, "none"):
+            raise InputError(f"--no-augment contradicts --augment {args.augment}")
+        arch["augment"] = "none" if args.no_augment else args.augment
     return arch
 
 

@@ -1,5 +1,6 @@
 """Real-time augmentation of stored grids: random rotations (uniform on SO(3)) and sub-voxel translations,
-applied per sample by resampling with ``torch.nn.functional.grid_sample`` (trilinear, zero outside the box).
+applied per sample by resampling with ``torch.nn.functional.grid_sample`` (trilinear, zero outside the box);
+or the 48 exact symmetries of the cubic grid (``octahedral_batch``: axis permutations and flips, no resampling).
 
 Convention: a stored grid samples a field f on voxel centres c + h·(i − (n−1)/2). ``rotate_grids(x, R, t)``
 returns the grid of the field moved by x ↦ R x + t about the box centre (t in voxels), i.e. the grid that the
@@ -47,6 +48,46 @@ def augment_batch(x: torch.Tensor, max_shift: float = 0.5, generator: torch.Gene
     rot = torch_rotations(x.shape[0], generator).to(x.device)
     shift = (torch.rand(x.shape[0], 3, generator=generator) * 2 - 1).to(x.device) * max_shift
     return rotate_grids(x, rot, shift)
+
+
+def octahedral_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each grid of x [B, C, n, n, n] mapped by its own random element of the full octahedral group O_h: one of
+    the 6 permutations of the three axes, then a flip of each axis with probability 1/2 (48 elements, proper
+    and improper). A box centred on its grid (voxel centres at h·(i − (n−1)/2)) maps onto itself, so each
+    image is the exact grid of the turned or mirrored molecule, without interpolation. Densities and
+    potentials are equivariant under mirrors as well as rotations, so all 48 are valid augmentations of the
+    HK map and of scalar targets. Apply one draw to stacked channels to move input and target together."""
+    out = []
+    for b in range(x.shape[0]):
+        perm = torch.randperm(3, generator=generator).tolist()
+        flips = [1 + d for d in range(3) if bool(torch.rand((), generator=generator) < 0.5)]
+        g = x[b].permute(0, 1 + perm[0], 1 + perm[1], 1 + perm[2])
+        out.append(g.flip(flips) if flips else g)
+    return torch.stack(out)
+
+
+AUGMENT_MODES = ("so3", "octahedral", "none")
+
+
+def augment_mode(value) -> str:
+    """True/False (older configs) or a mode name -> one of AUGMENT_MODES."""
+    if value is True:
+        return "so3"
+    if value is False or value is None:
+        return "none"
+    if value not in AUGMENT_MODES:
+        raise ValueError(f"augmentation must be one of {', '.join(AUGMENT_MODES)}, not {value!r}")
+    return value
+
+
+def augment(x: torch.Tensor, mode: str, max_shift: float = 0.5) -> torch.Tensor:
+    """Real-time augmentation of a batch by ``mode``: "so3" (random rotation and sub-voxel shift, resampled),
+    "octahedral" (exact grid symmetries) or "none"."""
+    if mode == "so3":
+        return augment_batch(x, max_shift)
+    if mode == "octahedral":
+        return octahedral_batch(x)
+    return x
 
 
 def random_transforms(batch: int, rng: np.random.Generator, max_shift: float = 0.5,

@@ -101,10 +101,11 @@ class PropertyCNN(nn.Module):
     """Density grids [B, C, n, n, n] -> (mean, variance) [B, T]."""
 
     def __init__(self, in_channels: int, n_targets: int, widths=(16, 32, 64, 128), blocks: int = 1,
-                 inception: bool = True, se: bool = True, dropout: float = 0.0, augment: bool = True,
+                 inception: bool = True, se: bool = True, dropout: float = 0.0, augment="so3",
                  max_shift: float = 0.5, input_scale: float = 0.05, pool: int = 1):
         super().__init__()
-        self.augment, self.max_shift, self.input_scale = augment, max_shift, input_scale
+        from elprop.density.augment import augment_mode
+        self.augment, self.max_shift, self.input_scale = augment_mode(augment), max_shift, input_scale
         self.pool = int(pool)  # average-pool the input grids by this factor (after augmentation): 8x less work at 2
         self.stem = nn.Conv3d(in_channels, widths[0], 3, padding=1)
         stages = []
@@ -121,9 +122,9 @@ class PropertyCNN(nn.Module):
 
     def forward(self, batch):
         x = batch["x"] if isinstance(batch, dict) else batch
-        if self.augment and self.training:  # real-time augmentation: a fresh rotation and shift per sample
-            from elprop.density.augment import augment_batch
-            x = augment_batch(x, self.max_shift)
+        if self.augment != "none" and self.training:  # real-time augmentation: a fresh draw per sample
+            from elprop.density.augment import augment
+            x = augment(x, self.augment, self.max_shift)
         if self.pool > 1:  # block averages keep the charge: coarser voxels, same integral
             x = F.avg_pool3d(x, self.pool)
         h = self.stem(torch.asinh(x / self.input_scale))  # compresses the density's dynamic range

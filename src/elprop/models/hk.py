@@ -11,8 +11,10 @@ it is the same on a crop that holds the molecule as on the whole grid. Its loss 
 error NMAE = ∫|ρ_pred − ρ_DFT| / ∫ρ_DFT per molecule, the metric the field reports.
 
 Training (``loss`` in training mode):
-- real-time augmentation: the input, promolecular and target grids of each sample are turned by the same
-  random rotation and shift;
+- real-time augmentation: the input, promolecular and target grids of each sample are moved together, by
+  ``augment="octahedral"`` (default: one of the 48 exact symmetries of the cubic grid, axis permutations and
+  flips, so input and target stay exact) or ``"so3"`` (a uniform random rotation and sub-voxel shift,
+  resampled trilinearly; the resampling blurs the target as much as the input, which limits the map);
 - ``crop``: the network is fully convolutional, so it can train on random sub-cubes of ``crop`` voxels per side
   around the molecule (about (n / crop)³ times less work per step) and still predict whole grids.
 """
@@ -26,7 +28,7 @@ from elprop.models.cnn3d import UNet3d
 
 class HKMap(nn.Module):
     def __init__(self, in_channels: int, widths=(16, 32, 64), input_scale: float = 0.05, out_scale: float = 0.1,
-                 augment: bool = True, max_shift: float = 0.5, conserve: bool = True, crop: int = 0,
+                 augment="octahedral", max_shift: float = 0.5, conserve: bool = True, crop: int = 0,
                  residual: str = "relative"):
         super().__init__()
         # no Squeeze-and-Excitation gates: they pool over the whole grid, so a crop and a whole grid would gate
@@ -36,7 +38,8 @@ class HKMap(nn.Module):
         nn.init.zeros_(self.unet.out.weight)  # start at the promolecular baseline (Δρ = 0) and learn from there
         nn.init.zeros_(self.unet.out.bias)
         self.input_scale, self.out_scale = input_scale, out_scale
-        self.augment, self.max_shift, self.conserve = augment, max_shift, conserve
+        from elprop.density.augment import augment_mode
+        self.augment, self.max_shift, self.conserve = augment_mode(augment), max_shift, conserve
         self.crop = int(crop)
         if residual not in ("relative", "additive"):
             raise ValueError(f"residual must be 'relative' or 'additive', not {residual!r}")
@@ -67,10 +70,10 @@ class HKMap(nn.Module):
         return pro + delta
 
     def loss(self, batch):
-        if self.training and self.augment:
-            from elprop.density.augment import augment_batch
+        if self.training and self.augment != "none":
+            from elprop.density.augment import augment
             c = batch["x"].shape[1]
-            both = augment_batch(torch.cat([batch["x"], batch["pro"], batch["y"]], 1), self.max_shift)
+            both = augment(torch.cat([batch["x"], batch["pro"], batch["y"]], 1), self.augment, self.max_shift)
             batch = {"x": both[:, :c], "pro": both[:, c:c + 1], "y": both[:, c + 1:c + 2]}
         if self.training and self.crop and self.crop < batch["x"].shape[-1]:
             batch = random_crop(batch, self.crop)

@@ -18,6 +18,7 @@ import torch
 from elprop.data.cache import atomic_write, write_csv
 from elprop.train.device import machine_description
 from elprop.data.dataset import InputError
+from elprop.density.augment import augment_mode
 from elprop.density.store import DensityStore
 
 EA_TO_DEBYE = 1 / 0.20819434  # e·Å -> D
@@ -51,18 +52,18 @@ class HKSet:
 
 class DensityModel:
     def __init__(self, channels=("promolecular",), widths=(16, 32, 64), seed: int = 0, conserve: bool = True,
-                 crop: int = 0):
+                 crop: int = 0, augment: str = "octahedral"):
         bad = [c for c in channels if c not in ("promolecular", "potential")]
         if bad:
             raise InputError(f"the HK map's inputs are promolecular and/or potential grids, not {', '.join(bad)}")
         self.config = {"model": "hk-unet", "channels": list(channels), "widths": [int(w) for w in widths],
-                       "seed": seed, "conserve": conserve, "crop": int(crop)}
+                       "seed": seed, "conserve": conserve, "crop": int(crop), "augment": augment_mode(augment)}
         self.net = None
 
     def _new_net(self):
         from elprop.models.hk import HKMap
         return HKMap(len(self.config["channels"]), tuple(self.config["widths"]), conserve=self.config["conserve"],
-                     crop=self.config.get("crop", 0))
+                     crop=self.config.get("crop", 0), augment=self.config.get("augment", "so3"))
 
     def fit(self, store, split, out_dir, *, epochs=100, time_budget=None, batch_size=4, lr=1e-3, weight_decay=1e-5,
             ema=0.0, progress=True, log=print, device="cpu", amp=False, checkpointing=False):
@@ -142,7 +143,8 @@ class DensityModel:
             raise InputError(f"{path}: not a saved elprop model ({e})") from None
         if cfg.get("model") != "hk-unet":
             raise InputError(f"{path}: a {cfg.get('model')!r} model, not a density model (hk-unet)")
-        m = cls(cfg["channels"], cfg["widths"], cfg.get("seed", 0), cfg.get("conserve", True), cfg.get("crop", 0))
+        m = cls(cfg["channels"], cfg["widths"], cfg.get("seed", 0), cfg.get("conserve", True), cfg.get("crop", 0),
+                cfg.get("augment", "so3"))  # models saved before the option trained with so3
         m.config.update({k: cfg[k] for k in ("grid", "kinds", "dft_level") if k in cfg})
         m.net = m._new_net()
         m.net.load_state_dict(load_file(path / "member_0.safetensors"))
@@ -219,8 +221,8 @@ def slice_figure(path, st: DensityStore, i: int, pred: np.ndarray, title: str = 
 
 def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 64), split="random",
                  split_file=None, n_train=0.8, n_val=0.1, seed=0, epochs=100, time_budget=None, batch_size=4,
-                 lr=1e-3, weight_decay=1e-5, ema=0.0, crop=0, device="cpu", amp=False, checkpointing=False,
-                 progress=True, log=print):
+                 lr=1e-3, weight_decay=1e-5, ema=0.0, crop=0, augment="octahedral", device="cpu", amp=False,
+                 checkpointing=False, progress=True, log=print):
     """Train the HK map on a store and write ``run_dir`` like a property run; returns (model, metric rows)."""
     from elprop.data.splits import load_split, make_split, save_split
     run_dir = Path(run_dir)
@@ -241,10 +243,10 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     config = dict(model="hk-unet", channels=list(channels), widths=list(widths), split=split, seed=seed,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])),
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  ema=ema, crop=crop, device=str(device), amp=amp, gradient_checkpointing=checkpointing,
+                  ema=ema, crop=crop, augment=augment_mode(augment), device=str(device), amp=amp, gradient_checkpointing=checkpointing,
                   data=str(store), machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    model = DensityModel(channels, widths, seed, crop=crop)
+    model = DensityModel(channels, widths, seed, crop=crop, augment=augment)
     t0 = time.time()
     model.fit(store, sp, run_dir / "checkpoints" / "member_0", epochs=epochs, time_budget=time_budget,
               batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress, log=log,
@@ -274,7 +276,8 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     card = "\n".join([f"# hk-unet ({', '.join(channels)} -> DFT density)", "",
                       f"- data: {store} ({config['n_train']} train / {config['n_val']} val / {config['n_test']} test "
                       f"records), DFT: {model.config.get('dft_level', '')}",
-                      f"- U-Net widths {list(widths)}, electron count conserved by construction",
+                      f"- U-Net widths {list(widths)}, electron count conserved by construction, "
+                      f"augmentation {augment_mode(augment)}, training crops {crop or 'off'}",
                       f"- training: {train_s:.0f} s, batch {batch_size}, lr {lr}, seed {seed}", "",
                       "| split | metric | unit | model | promolecular | ratio |", "|---|---|---|---|---|---|"]
                      + [f"| {r['split']} | {r['metric']} | {r['unit']} | {r['model']} | {r['promolecular']} | "
