@@ -170,8 +170,6 @@ def main():
     ap.add_argument("--hk-lr", type=float, default=2e-3)
     ap.add_argument("--hk-augment", default="octahedral", choices=["octahedral", "so3", "none"],
                     help="the HK map's training augmentation (default: octahedral, the CLI's default)")
-    ap.add_argument("--hk-name", default="",
-                    help="suffix of the HK run names and results key (to keep runs of several settings side by side)")
     ap.add_argument("--prop-budget", type=float, default=300)
     ap.add_argument("--cnn-dim", type=int, default=64)
     ap.add_argument("--cnn-layers", type=int, default=3)
@@ -197,10 +195,8 @@ def main():
 
     chain_store = out / "chain.zarr"
     if "hk" not in skip:
-        key = "promolecular" + (f" ({args.hk_name})" if args.hk_name else "")
-        res.setdefault("hk", {})[key] = hk_run(args, out, args.store, "promolecular",
-                                              "hk-promolecular" + (f"-{args.hk_name}" if args.hk_name else ""))
-        print("HK from promolecular:", res["hk"][key]["metrics"], flush=True)
+        res["hk"] = {"promolecular": hk_run(args, out, args.store, "promolecular", "hk-promolecular")}
+        print("HK from promolecular:", res["hk"]["promolecular"]["metrics"], flush=True)
         save()
         if args.hk_potential_budget:
             b, args.hk_budget = args.hk_budget, args.hk_potential_budget
@@ -211,7 +207,7 @@ def main():
         if chain_store.exists():
             shutil.rmtree(chain_store)
         shutil.copytree(args.store, chain_store)
-        sh(elprop("predict-density", "--model", res["hk"][key]["model"], "--density-store", chain_store,
+        sh(elprop("predict-density", "--model", res["hk"]["promolecular"]["model"], "--density-store", chain_store,
                   "--write-kind", "hk"), out / "write_hk.log")
     if "chain" not in skip:
         runs = {}

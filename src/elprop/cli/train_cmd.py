@@ -209,7 +209,7 @@ def _run_hk(args) -> int:
                            split=args.split, split_file=args.split_file, n_train=n_train, n_val=n_val,
                            seed=args.seed, epochs=args.epochs, time_budget=args.time_budget,
                            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, ema=args.ema,
-                           crop=args.crop, augment=_arch(args).get("augment", "octahedral"),
+                           crop=args.crop, augment=_arch(args).get("augment"),
                            device=args.device_obj, amp=args.amp_on, checkpointing=args.ckpt_on,
                            progress=not args.no_progress)
     print(f"{'split':<6} {'metric':<24} {'unit':<4} {'model':>10} {'promolecular':>13} {'ratio':>7}")

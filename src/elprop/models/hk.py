@@ -26,9 +26,12 @@ from torch import nn
 from elprop.models.cnn3d import UNet3d
 
 
+DEFAULT_AUGMENT = "octahedral"  # exact grid symmetries: input and DFT target stay exact (see the docstring)
+
+
 class HKMap(nn.Module):
     def __init__(self, in_channels: int, widths=(16, 32, 64), input_scale: float = 0.05, out_scale: float = 0.1,
-                 augment="octahedral", max_shift: float = 0.5, conserve: bool = True, crop: int = 0,
+                 augment=DEFAULT_AUGMENT, max_shift: float = 0.5, conserve: bool = True, crop: int = 0,
                  residual: str = "relative"):
         super().__init__()
         # no Squeeze-and-Excitation gates: they pool over the whole grid, so a crop and a whole grid would gate

@@ -20,6 +20,7 @@ from elprop.train.device import machine_description
 from elprop.data.dataset import InputError
 from elprop.density.augment import augment_mode
 from elprop.density.store import DensityStore
+from elprop.models.hk import DEFAULT_AUGMENT
 
 EA_TO_DEBYE = 1 / 0.20819434  # e·Å -> D
 
@@ -52,12 +53,13 @@ class HKSet:
 
 class DensityModel:
     def __init__(self, channels=("promolecular",), widths=(16, 32, 64), seed: int = 0, conserve: bool = True,
-                 crop: int = 0, augment: str = "octahedral"):
+                 crop: int = 0, augment: str | None = None):
         bad = [c for c in channels if c not in ("promolecular", "potential")]
         if bad:
             raise InputError(f"the HK map's inputs are promolecular and/or potential grids, not {', '.join(bad)}")
         self.config = {"model": "hk-unet", "channels": list(channels), "widths": [int(w) for w in widths],
-                       "seed": seed, "conserve": conserve, "crop": int(crop), "augment": augment_mode(augment)}
+                       "seed": seed, "conserve": conserve, "crop": int(crop),
+                       "augment": augment_mode(augment or DEFAULT_AUGMENT)}
         self.net = None
 
     def _new_net(self):
@@ -221,12 +223,14 @@ def slice_figure(path, st: DensityStore, i: int, pred: np.ndarray, title: str = 
 
 def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 64), split="random",
                  split_file=None, n_train=0.8, n_val=0.1, seed=0, epochs=100, time_budget=None, batch_size=4,
-                 lr=1e-3, weight_decay=1e-5, ema=0.0, crop=0, augment="octahedral", device="cpu", amp=False,
+                 lr=1e-3, weight_decay=1e-5, ema=0.0, crop=0, augment=None, device="cpu", amp=False,
                  checkpointing=False, progress=True, log=print):
-    """Train the HK map on a store and write ``run_dir`` like a property run; returns (model, metric rows)."""
+    """Train the HK map on a store and write ``run_dir`` like a property run; returns (model, metric rows).
+    ``augment``: so3, octahedral or none (None: the HK map's default, octahedral)."""
     from elprop.data.splits import load_split, make_split, save_split
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    augment = augment_mode(augment or DEFAULT_AUGMENT)
     st = DensityStore(store)
     rep = HKSet(store, channels)
     ok = np.nonzero(rep.valid)[0]
@@ -243,7 +247,8 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     config = dict(model="hk-unet", channels=list(channels), widths=list(widths), split=split, seed=seed,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])),
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  ema=ema, crop=crop, augment=augment_mode(augment), device=str(device), amp=amp, gradient_checkpointing=checkpointing,
+                  ema=ema, crop=crop, augment=augment, device=str(device), amp=amp,
+                  gradient_checkpointing=checkpointing,
                   data=str(store), machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     model = DensityModel(channels, widths, seed, crop=crop, augment=augment)
@@ -277,7 +282,7 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
                       f"- data: {store} ({config['n_train']} train / {config['n_val']} val / {config['n_test']} test "
                       f"records), DFT: {model.config.get('dft_level', '')}",
                       f"- U-Net widths {list(widths)}, electron count conserved by construction, "
-                      f"augmentation {augment_mode(augment)}, training crops {crop or 'off'}",
+                      f"augmentation {augment}, training crops {crop or 'off'}",
                       f"- training: {train_s:.0f} s, batch {batch_size}, lr {lr}, seed {seed}", "",
                       "| split | metric | unit | model | promolecular | ratio |", "|---|---|---|---|---|---|"]
                      + [f"| {r['split']} | {r['metric']} | {r['unit']} | {r['model']} | {r['promolecular']} | "
