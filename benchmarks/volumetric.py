@@ -94,7 +94,7 @@ def property_run(args, out, store, name, model, extra=()):
 
 def rotation_spread(model_dir, store, test_idx, n_rot: int):
     """Per target: mean over molecules of the std over rotations; MAE stored / rotated / TTA."""
-    from elprop.data.units import TARGETS
+    from elprop.core.units import TARGETS
     from elprop.density.volumes import VolumeSet, store_dataset
     from elprop.train.estimator import PropertyModel, _Rotated
     from elprop.train.loop import predict_scaled

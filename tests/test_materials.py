@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.materials.descriptors import cross_check, element_table
 from elprop.materials.featurize import formula_features, pair_features, parse_formula
 

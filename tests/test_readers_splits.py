@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.data.readers import read_any, read_csv, read_xyz
 from elprop.data.splits import load_split, random_split, save_split, scaffold_split
 

@@ -111,7 +111,7 @@ def test_labelings_and_smarts(qm9):
             assert np.array_equal(pattern_occurrences(s, mols), p.gids), (labeling, s)
     _, _, lab = smiles_graphs(["c1ccccc1"], Labeling(aromatic=True))
     assert "a" in pattern_smarts((), lab, 0)
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     with pytest.raises(InputError):
         Labeling(aromatic=True, kekulize=True)
     with pytest.raises(InputError, match="row 2"):

@@ -5,9 +5,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.data.qm9 import QM9_N_MOLECULES_QM9PACK, load_qm9, parse_qm9_xyz
-from elprop.data.units import HARTREE_TO_EV, QM9_ATOMREF_HA, TARGETS, label, unit
+from elprop.core.units import HARTREE_TO_EV, QM9_ATOMREF_HA, TARGETS, label, unit
 
 # dsgdb9nsd_000001.xyz (methane) as distributed, including the *^ exponent quirk on a Mulliken charge
 METHANE = """5
@@ -55,7 +55,7 @@ def test_qm9pack_counts_and_units(qm9):
 
 
 def test_qm9pack_binary_cache_roundtrip(qm9, tmp_path):
-    from elprop.data.dataset import Dataset
+    from elprop.core.dataset import Dataset
     qm9.subset(np.arange(100)).save(tmp_path / "x.npz")
     back = Dataset.load(tmp_path / "x.npz")
     assert np.array_equal(back.z, qm9.subset(np.arange(100)).z) and back.target_names == qm9.target_names

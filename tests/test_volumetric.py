@@ -122,7 +122,7 @@ def test_hk_map_conserves_electrons_where_the_density_is_and_crops_hold_the_mole
 
 
 def test_devices_and_mixed_precision_training(tmp_path):
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     from elprop.train.device import autocast, resolve_device, to_device
     from elprop.train.loop import train_network
     assert resolve_device("cpu").type == "cpu"

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from elprop.data.cache import atomic_write, cache_dir
-from elprop.data.dataset import Dataset, InputError
+from elprop.core.cache import atomic_write, cache_dir
+from elprop.core.dataset import Dataset, InputError
 
 COUNT_Z = [1, 6, 7, 8, 9]  # element counts for atom-reference fits; the last column counts all others
 
@@ -68,7 +68,7 @@ def _heavy_positions(heavy, z, pos):
     from rdkit import Chem
     from rdkit.Chem import rdDetermineBonds
 
-    from elprop.data.dataset import SYMBOLS
+    from elprop.core.dataset import SYMBOLS
     if _GENERIC_BONDS is None:
         _GENERIC_BONDS = Chem.AdjustQueryParameters.NoAdjustments()
         _GENERIC_BONDS.makeBondsGeneric = True
@@ -193,9 +193,14 @@ def dataset_structures(ds: Dataset):
 
 def dataset_graphs(ds: Dataset, feature_set: str = "extended", cache: bool = True,
                    geometry: str | None = None) -> GraphSet:
-    """GraphSet for a whole Dataset, cached on disk (keyed by the SMILES, the feature set and the geometry)."""
+    """GraphSet for a whole Dataset, cached on disk (keyed by the SMILES, the feature set and the geometry; under
+    ``geometry='dataset'`` also by the atoms and coordinates, which the distances are read from)."""
     tag = feature_set + (f"-{geometry}" if geometry else "")
-    key = hashlib.sha1(("\n".join(map(str, ds.smiles)) + tag + ("v2" if geometry else "v1")).encode()).hexdigest()[:16]
+    h = hashlib.sha1(("\n".join(map(str, ds.smiles)) + tag + ("v2" if geometry else "v1")).encode())
+    if geometry == "dataset" and ds.pos is not None:
+        for a in (ds.offsets, ds.z, ds.pos):
+            h.update(np.ascontiguousarray(a).tobytes())
+    key = h.hexdigest()[:16]
     path = cache_dir() / f"graphs-{tag}-{key}.npz"
     if cache and path.exists():
         with np.load(path) as f:

@@ -5,17 +5,29 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
-from elprop.data.dataset import InputError, Molecule
+from elprop.core.dataset import InputError, Molecule
 
 RDLogger.DisableLog("rdApp.*")
+
+# The longest SMILES elprop reads. Molecules of electronic-structure data sets have tens of atoms, and the dense
+# graph models pad to the largest molecule of a batch, so a 20,000-character string would only exhaust memory.
+MAX_SMILES_CHARS = 1000
+
+
+def short(text: str, n: int = 60) -> str:
+    """``text`` cut to ``n`` characters for one-line messages."""
+    text = str(text)
+    return text if len(text) <= n else f"{text[:n]}... ({len(text):,} characters)"
 
 
 def mol_from_smiles(smiles: str) -> Chem.Mol:
     """RDKit molecule, or InputError naming the SMILES."""
     s = (smiles or "").strip()
+    if len(s) > MAX_SMILES_CHARS:
+        raise InputError(f"SMILES {short(s)!r} is longer than the {MAX_SMILES_CHARS} characters elprop reads")
     mol = Chem.MolFromSmiles(s) if s else None
     if mol is None:
-        raise InputError(f"invalid SMILES {smiles!r}")
+        raise InputError(f"invalid SMILES {short(smiles)!r}")
     return mol
 
 
@@ -63,7 +75,7 @@ def mol_from_structure(z, pos, charge: int = 0) -> Chem.Mol | None:
     """RDKit molecule with bonds perceived from 3D coordinates (xyz input without SMILES)."""
     from rdkit.Chem import rdDetermineBonds
 
-    from elprop.data.dataset import SYMBOLS
+    from elprop.core.dataset import SYMBOLS
 
     block = f"{len(z)}\n\n" + "\n".join(f"{SYMBOLS[int(a)]} {x:.6f} {y:.6f} {w:.6f}" for a, (x, y, w) in zip(z, pos))
     mol = Chem.MolFromXYZBlock(block)

@@ -21,10 +21,10 @@ def add_parser(sub):
 
 
 def run_info(args) -> int:
-    from elprop.data.dataset import SYMBOLS
+    from elprop.core.dataset import SYMBOLS
     from elprop.data.qm9 import load_qm9
     from elprop.data.readers import read_any
-    from elprop.data.units import TARGETS
+    from elprop.core.units import TARGETS
 
     if args.exclude or args.source == "qm9":
         ds = load_qm9(None if args.source == "qm9" else args.source, exclude=args.exclude)

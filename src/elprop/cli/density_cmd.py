@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 
 GEN_EPILOG = """examples:
   elprop density generate --data qm9 --kind promolecular --subset 0:1000 --out qm9.zarr

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
 
     parser = build_parser()
     args = parser.parse_args(argv)

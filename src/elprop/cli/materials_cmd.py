@@ -103,7 +103,7 @@ def run_fit(args) -> int:
     from elprop.materials.models import MaterialsModel
     from elprop.materials.protocols import learning_curve
     from elprop.materials import report as R
-    from elprop.data.cache import write_csv
+    from elprop.core.cache import write_csv
     from tqdm import tqdm
     t = _read(args)
     out = Path(args.out)
@@ -165,7 +165,7 @@ def run_fit(args) -> int:
 
 def run_evaluate(args) -> int:
     import pandas as pd
-    from elprop.data.cache import write_csv
+    from elprop.core.cache import write_csv
     from elprop.materials import report as R
     from elprop.materials.protocols import descriptor_search, learning_curve, leave_one_group_out
     from elprop.materials.table import read_table
@@ -208,7 +208,7 @@ def run_evaluate(args) -> int:
 
 
 def _load(model_dir):
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     from elprop.materials.models import MaterialsModel
     p = Path(model_dir)
     m = MaterialsModel.load(p)
@@ -220,7 +220,7 @@ def _load(model_dir):
 
 
 def run_predict(args) -> int:
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     m, meta = _load(args.model)
     args.descriptors = ",".join(meta["descriptors"])
     t = _read(args, require_target=False)
@@ -231,7 +231,7 @@ def run_predict(args) -> int:
     df = t.frame.copy()
     df[f"{meta['target']}_pred"] = mu
     df[f"{meta['target']}_std"] = sd
-    from elprop.data.cache import atomic_write
+    from elprop.core.cache import atomic_write
     atomic_write(args.output, lambda tmp: df.to_csv(tmp, index=False))
     print(f"wrote {len(df)} predictions ({meta['target']}, {meta['unit']}) to {args.output}")
     return 0
@@ -239,8 +239,8 @@ def run_predict(args) -> int:
 
 def run_screen(args) -> int:
     import pandas as pd
-    from elprop.data.cache import atomic_write
-    from elprop.data.dataset import InputError
+    from elprop.core.cache import atomic_write
+    from elprop.core.dataset import InputError
     from elprop.materials import report as R
     from elprop.materials.descriptors import check_symbols, element_table
     from elprop.materials.table import candidate_pairs

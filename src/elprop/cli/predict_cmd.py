@@ -36,16 +36,27 @@ def add_parser(sub):
     p.set_defaults(func=run_predict)
 
 
+def _is_file(arg: str) -> bool:
+    """Is this argument meant as a file (a known suffix, or an existing path) rather than a SMILES string?"""
+    if len(arg) > 4096 or "\0" in arg:  # longer than any path; a (giant) SMILES
+        return False
+    p = Path(arg)
+    try:
+        return p.suffix.lower() in FILE_SUFFIXES or p.exists()
+    except (OSError, ValueError):  # e.g. a component longer than the file system allows
+        return False
+
+
 def _collect(inputs, smiles_column):
     """Inputs -> list of Molecule records with an 'input' label."""
-    from elprop.data.dataset import InputError, Molecule
+    from elprop.core.dataset import InputError, Molecule
     from elprop.data.readers import read_any
 
     import numpy as np
     records = []
     for arg in inputs:
         p = Path(arg)
-        if p.suffix.lower() in FILE_SUFFIXES or p.exists():
+        if _is_file(arg):
             kw = {"smiles_column": smiles_column, "targets": []} if p.suffix.lower() == ".csv" else {}
             ds = read_any(p, **kw)
             for i in range(len(ds)):
@@ -61,53 +72,24 @@ def _collect(inputs, smiles_column):
 
 def predict_records(model, records):
     """Predict Molecule records; returns list of dict rows (value/std per target, warning, error)."""
-    from elprop.data.dataset import Dataset
+    from elprop.core.dataset import Dataset
 
     ds = Dataset.from_molecules(records, [], source="input")
-    if ds.pos is None or model.representation == "graph":
-        data = list(ds.smiles)
-    else:
-        data = ds
-    rep = model.represent(data)
-    _flag_unseen_elements(model, rep, ds)
-    mean, std = model.predict_rep(rep)
-    warn = model.ood_flags(rep)
+    geo = model.config.get("arch", {}).get("geometry")
+    reads_3d = model.representation != "graph" or geo == "dataset"
+    pred = model.predict(ds if ds.pos is not None and reads_3d else list(ds.smiles))
     rows = []
     for i, rec in enumerate(records):
         row = {"input": rec.name, "smiles": str(ds.smiles[i])}
         for k, t in enumerate(model.config["targets"]):
-            row[t] = None if math.isnan(mean[i, k]) else float(mean[i, k])
-            row[f"{t}_std"] = None if math.isnan(std[i, k]) else float(std[i, k])
-        row["warning"] = warn[i]
-        row["error"] = rep.errors.get(i, "")
+            row[t] = None if math.isnan(pred.mean[i, k]) else float(pred.mean[i, k])
+            row[f"{t}_std"] = None if math.isnan(pred.std[i, k]) else float(pred.std[i, k])
+        row["warning"] = pred.flags[i]
+        row["error"] = pred.errors.get(i, "")
         if not ds.smiles[i] and not row["error"]:
             row["error"] = "no SMILES (bonds could not be perceived from the coordinates)"
         rows.append(row)
     return rows
-
-
-def _flag_unseen_elements(model, rep, ds):
-    """Mark molecules with elements absent from the model's training data as errors."""
-    from rdkit import Chem
-
-    from elprop.data.dataset import SYMBOLS
-    seen = set(model.domain.get("elements", []))
-    if not seen:
-        return
-    for i in range(len(rep)):
-        if not rep.valid[i]:
-            continue
-        m = ds[i]
-        if len(m.z):
-            zs = set(int(a) for a in m.z)
-        else:
-            mol = Chem.MolFromSmiles(str(ds.smiles[i]))
-            zs = {a.GetAtomicNum() for a in mol.GetAtoms()} if mol is not None else set()
-        bad = sorted(zs - seen)
-        if bad:
-            rep.valid[i] = False
-            rep.errors[i] = (f"{m.name or ds.smiles[i]}: element(s) {', '.join(SYMBOLS[z] for z in bad)} "
-                             f"never seen in training (model knows {', '.join(SYMBOLS[z] for z in sorted(seen))})")
 
 
 def _fmt(v, s):
@@ -117,9 +99,8 @@ def _fmt(v, s):
 
 
 def format_table(model, rows) -> str:
-    from elprop.data.units import unit
     targets = model.config["targets"]
-    headers = ["input"] + [f"{t} [{unit(t)}]" for t in targets] + ["warning"]
+    headers = ["input"] + [t.label for t in model.specs] + ["warning"]
     body = []
     for r in rows:
         if r["error"]:
@@ -136,11 +117,10 @@ def format_csv(model, rows) -> str:
     import csv
     import io
 
-    from elprop.data.units import unit
     targets = model.config["targets"]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["input", "smiles"] + [h for t in targets for h in (f"{t} [{unit(t)}]", f"{t}_std [{unit(t)}]")]
+    w.writerow(["input", "smiles"] + [h for t in model.specs for h in (t.label, f"{t.name}_std [{t.unit}]")]
                + ["warning", "error"])
     for r in rows:
         w.writerow([r["input"], r["smiles"]] + ["" if r[k] is None else f"{r[k]:.6g}" for t in targets
@@ -149,18 +129,17 @@ def format_csv(model, rows) -> str:
 
 
 def format_json(model, rows) -> str:
-    from elprop.data.units import unit
     out = []
     for r in rows:
-        preds = {t: {"value": r[t], "std": r[f"{t}_std"], "unit": unit(t)} for t in model.config["targets"]}
+        preds = {t.name: {"value": r[t.name], "std": r[f"{t.name}_std"], "unit": t.unit} for t in model.specs}
         out.append({"input": r["input"], "smiles": r["smiles"], "predictions": preds, "warning": r["warning"],
                     "error": r["error"]})
     return json.dumps(out, indent=1) + "\n"
 
 
 def run_predict(args) -> int:
-    from elprop.data.cache import atomic_write
-    from elprop.data.dataset import InputError
+    from elprop.core.cache import atomic_write
+    from elprop.core.dataset import InputError
     from elprop.pretrained import model_path
     from elprop.train.estimator import PropertyModel
 

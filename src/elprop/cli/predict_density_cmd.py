@@ -39,7 +39,7 @@ def _molecule(text):
 
     import numpy as np
 
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     if os.path.isfile(text):
         from elprop.data.readers import read_any
         ds = read_any(text)
@@ -55,7 +55,7 @@ def _molecule(text):
 def run(args) -> int:
     import numpy as np
 
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     from elprop.density.cube import write_cube
     from elprop.train.density_run import DensityModel
     model = DensityModel.load(args.model)
@@ -99,7 +99,7 @@ def _write_kind(model, args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     from elprop.density.store import DONE, DensityStore
     from elprop.train.density_run import HKSet
     st = DensityStore(args.density_store, mode="r+")

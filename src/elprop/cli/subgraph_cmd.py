@@ -37,6 +37,10 @@ def add_parser(sub):
         if target:
             q.add_argument("--target", required=True, help="the target column (see `elprop data info qm9`)")
         q.add_argument("--smiles-column", help="SMILES column of a CSV")
+        if target:
+            q.add_argument("--units", metavar="T=UNIT",
+                           help="unit of your own target, e.g. logS=log(mol/L) (default: from a CSV header "
+                                "'logS [log(mol/L)]', else unitless)")
         q.add_argument("--limit", type=int, help="use N molecules of a seeded shuffle")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--min-support", type=float, default=0.01,
@@ -75,7 +79,10 @@ def add_parser(sub):
 
     pa = ssub.add_parser("path", help="the sparse-linear regularisation path from λ_max down")
     common(pa)
-    pa.add_argument("--n-train", type=float, default=0.8)
+    pa.add_argument("--n-train", type=float, default=0.8, help="training share or count (default 0.8)")
+    pa.add_argument("--n-val", type=float, default=0.1,
+                    help="validation share or count (default 0.1), on which λ is chosen; the rest is test, "
+                         "scored once at the chosen λ")
     pa.add_argument("--n-lambdas", type=int, default=15)
     pa.add_argument("--ratio", type=float, default=0.01, help="smallest λ / λ_max (default 0.01)")
     pa.add_argument("--loss", choices=["squared", "logistic"], default="squared")
@@ -84,17 +91,14 @@ def add_parser(sub):
 
 
 def _data(args, need_target=True):
-    from elprop.cli.train_cmd import _load
-    from elprop.data.dataset import InputError
-    args.targets_list = [args.target] if need_target else []
-    args.density_store = None
-    ds = _load(args)
-    if args.limit:
-        ds = ds.subset(np.sort(np.random.default_rng(args.seed).permutation(len(ds))[:args.limit]))
-    if len(ds) == 0:
-        raise InputError(f"{args.data}: no molecules")
+    from elprop.cli.options import data_spec
+    from elprop.core.dataset import InputError
+    from elprop.core.units import resolve_targets
+    from elprop.data.load import load_data
+    ds = load_data(data_spec(args, [args.target] if need_target else []))
     y = None
     if need_target:
+        args.target_spec = resolve_targets([args.target], units=args.units, data_units=ds.target_units)[0]
         if args.target not in ds.target_names:
             raise InputError(f"target {args.target!r} is not in the data; it has: {', '.join(ds.target_names)}")
         y = ds.target(args.target)
@@ -112,7 +116,7 @@ def _graphs(args, smiles):
 
 
 def _min_support(args, n):
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     if args.min_support <= 0:
         raise InputError("--min-support must be positive")
     return max(1, int(np.ceil(args.min_support * n))) if args.min_support < 1 else int(args.min_support)
@@ -132,10 +136,9 @@ def _contains(smarts_list, mols):
     return np.array([[m.HasSubstructMatch(q) for q in qs] for m in mols], dtype=bool).reshape(len(mols), len(qs))
 
 
-def _metrics(y_true, y_pred, split, target):
-    from elprop.data.units import TARGETS
+def _metrics(y_true, y_pred, split, spec):
     from elprop.train.metrics import regression_metrics
-    return {"split": split, "target": target, "unit": TARGETS[target].unit if target in TARGETS else "",
+    return {"split": split, "target": spec.name, "unit": spec.unit,
             **regression_metrics(np.asarray(y_true, float), np.asarray(y_pred, float))}
 
 
@@ -184,11 +187,11 @@ def run_fit(args) -> int:
         rows, pred_tr, pred_te, summary, model = _fit_slda(args, [mols[i] for i in tr], y[tr],
                                                          [mols[i] for i in te], tr)
     dt = time.time() - t0
-    metrics = [dict(_metrics(y[tr], pred_tr, "train", args.target), model=args.model),
-               dict(_metrics(y[te], pred_te, "test", args.target), model=args.model)]
+    metrics = [dict(_metrics(y[tr], pred_tr, "train", args.target_spec), model=args.model),
+               dict(_metrics(y[te], pred_te, "test", args.target_spec), model=args.model)]
     for name, pred in model.pop("_baselines", {}).items():  # baselines on the same bags of subgraphs
-        metrics.append(dict(_metrics(y[te], pred, "test", args.target), model=f"{name} on the same bags"))
-    from elprop.data.cache import atomic_write, write_csv
+        metrics.append(dict(_metrics(y[te], pred, "test", args.target_spec), model=f"{name} on the same bags"))
+    from elprop.core.cache import atomic_write, write_csv
     write_csv(out / "metrics.csv", metrics)
     model.update({"target": args.target, "labels": lab.to_dict(), "min_support": ms, "max_edges": args.max_edges,
                   "n_train": int(len(tr)), "data": str(ds.source), "seed": args.seed})
@@ -226,8 +229,11 @@ def _fit_sparse(args, graphs, y, test_mols, lab, ms, tr):
     summary = [f"λ = {lam:.4g}, α = {args.l1_ratio}: {len(sel)} subgraphs selected; working set {h['working_set']}, "
                f"{h['outer']} search rounds, {h['tree_nodes']} enumeration-tree nodes explored",
                f"intercept {m.b:.4g}; objective {h['objective']:.6g}"]
+    if not h["converged"]:
+        summary.append("WARNING: the solver stopped before convergence (see the warning above); the coefficients "
+                       "are not optimal at this λ")
     model = {"model": "sparse-linear", "loss": args.loss, "lambda": lam, "l1_ratio": args.l1_ratio,
-             "intercept": m.b, "features": [{"smarts": s, "coefficient": b} for s, b in zip(smarts, coefs.tolist())]}
+             "converged": bool(h["converged"]), "intercept": m.b, "features": [{"smarts": s, "coefficient": b} for s, b in zip(smarts, coefs.tolist())]}
     return rows, f_tr, f_te, summary, model
 
 
@@ -283,18 +289,25 @@ def _fit_slda(args, train_mols, y, test_mols, tr):
 
 
 def run_path(args) -> int:
-    from elprop.data.cache import write_csv
+    """The regularisation path, scored on a validation split at each λ; the test split is scored once, at the λ
+    with the lowest validation MAE."""
+    from elprop.core.cache import write_csv
+    from elprop.data.splits import random_split
     from elprop.subgraph.molgraph import pattern_smarts
     from elprop.subgraph.report import write_report
     from elprop.subgraph.sparse import SubgraphLinearModel
     ds, y = _data(args)
     graphs, mols, lab = _graphs(args, ds.smiles)
-    tr, te = _split(args, len(graphs))
+    size = (lambda v: int(v) if v > 1 else v)
+    sp = random_split(len(graphs), size(args.n_train), size(args.n_val), args.seed)
+    tr, va, te = sp["train"], sp["val"], sp["test"]
+    if not len(va):
+        raise InputError("subgraph path chooses λ on a validation split: give --n-val > 0")
     ms = _min_support(args, len(tr))
     m = SubgraphLinearModel([graphs[i] for i in tr], y[tr], loss=args.loss, alpha=args.l1_ratio, min_support=ms,
                             max_edges=args.max_edges)
-    test_mols = [mols[i] for i in te]
-    cache = {}
+    val_mols = [mols[i] for i in va]
+    cache, models = {}, []
     rows = []
     t0 = time.time()
 
@@ -306,30 +319,45 @@ def run_path(args) -> int:
                 cache[p.key()] = (pattern_smarts(p.code, lab, p.vertex_label), p)
             smarts.append(cache[p.key()][0])
         coefs = np.array([c for _, c in sel])
-        f_te = b + (_contains(smarts, test_mols).astype(float) @ coefs if sel else 0.0)
+        models.append((b, smarts, coefs))
+        f_va = b + (_contains(smarts, val_mols).astype(float) @ coefs if sel else 0.0)
         rows.append({"lambda": lam, "n_selected": len(sel), "objective": obj,
                      "train_mae": float(np.mean(np.abs(m.decision() - y[tr]))),
-                     "test_mae": float(np.mean(np.abs(f_te - y[te]))), "tree_nodes": hist["tree_nodes"],
-                     "search_rounds": hist["outer"], "seconds": round(time.time() - t0, 2)})
-        print(f"λ {lam:.4g}: {len(sel)} subgraphs, test MAE {rows[-1]['test_mae']:.4g}, "
+                     "val_mae": float(np.mean(np.abs(f_va - y[va]))), "tree_nodes": hist["tree_nodes"],
+                     "search_rounds": hist["outer"], "converged": bool(hist.get("converged", True)),
+                     "seconds": round(time.time() - t0, 2)})
+        print(f"λ {lam:.4g}: {len(sel)} subgraphs, validation MAE {rows[-1]['val_mae']:.4g}, "
               f"{hist['tree_nodes']} tree nodes", flush=True)
     m.path(args.n_lambdas, args.ratio, callback=step)
+    k_best = int(np.argmin([r["val_mae"] for r in rows]))
+    best = rows[k_best]
+    b, smarts, coefs = models[k_best]
+    test_mae = float("nan")
+    if len(te):
+        f_te = b + (_contains(smarts, [mols[i] for i in te]).astype(float) @ coefs if len(smarts) else 0.0)
+        test_mae = float(np.mean(np.abs(f_te - y[te])))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "path.csv", rows)
-    _path_plot(out / "path.png", rows, args.target)
+    write_csv(out / "metrics.csv", [{"split": "test", "target": args.target_spec.name, "unit": args.target_spec.unit,
+                                     "lambda": best["lambda"], "n_selected": best["n_selected"], "n": len(te),
+                                     "mae": test_mae}])
+    _path_plot(out / "path.png", rows, args.target_spec.label)
     sel = m.selected()
     last = [{"smarts": cache[p.key()][0], "coefficient": c, "support": p.support, "example": int(tr[p.gids[0]])}
             for p, c in sel]
-    best = min(rows, key=lambda r: r["test_mae"])
-    summary = [f"{len(tr)} training / {len(te)} test molecules from {ds.source}, target {args.target}",
-               f"{len(rows)} λ from {rows[0]['lambda']:.4g} (λ_max) to {rows[-1]['lambda']:.4g}; lowest test MAE "
-               f"{best['test_mae']:.4g} at λ = {best['lambda']:.4g} ({best['n_selected']} subgraphs)",
+    u = args.target_spec.unit
+    summary = [f"{len(tr)} training / {len(va)} validation / {len(te)} test molecules from {ds.source}, target "
+               f"{args.target_spec.label}",
+               f"{len(rows)} λ from {rows[0]['lambda']:.4g} (λ_max) to {rows[-1]['lambda']:.4g}; lowest validation "
+               f"MAE {best['val_mae']:.4g} {u} at λ = {best['lambda']:.4g} ({best['n_selected']} subgraphs); test MAE "
+               f"there {test_mae:.4g} {u} (scored once)",
                "the table lists the subgraphs at the smallest λ"]
     extra = '<p><img src="path.png" alt="regularisation path"></p>'
     path = write_report(out, f"sparse-linear path: {args.target}", last, mols, summary, weight_name="coefficient",
                         extra_html=extra, table_name="selected.csv")
-    print(f"wrote {out / 'path.csv'}, {out / 'path.png'} and {path}")
+    print(f"chosen on validation: λ = {best['lambda']:.4g}, {best['n_selected']} subgraphs; test MAE {test_mae:.4g} {u}")
+    print(f"wrote {out / 'path.csv'}, {out / 'metrics.csv'}, {out / 'path.png'} and {path}")
     return 0
 
 
@@ -340,7 +368,7 @@ def _path_plot(path, rows, target):
     lam = [r["lambda"] for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     ax[0].semilogx(lam, [r["train_mae"] for r in rows], "o-", label="train")
-    ax[0].semilogx(lam, [r["test_mae"] for r in rows], "s-", label="test")
+    ax[0].semilogx(lam, [r["val_mae"] for r in rows], "s-", label="validation")
     ax[0].set_xlabel("λ")
     ax[0].set_ylabel(f"MAE ({target})")
     ax[0].invert_xaxis()

@@ -7,30 +7,22 @@ from pathlib import Path
 import numpy as np
 
 TRAIN_EPILOG = """examples:
-  elprop train --data qm9 --targets homo,lumo,gap --limit 5000 --epochs 5 --name quick
-  elprop train --data qm9 --model schnet --targets U0_atom --limit 20000 --time-budget 1800
-  elprop train --data mols.csv --targets logS --split scaffold --name solubility
-  elprop train --data qm9 --targets gap --features element --name gap-element   (compare feature sets)
+  elprop train --data qm9 --targets homo,lumo,gap --limit 5000 --epochs 5 --out runs/quick
+  elprop train --data qm9 --model schnet --targets U0_atom --limit 20000 --time-budget 1800 --out runs/u0
+  elprop train --data mols.csv --targets logS --units "logS=log(mol/L)" --split scaffold --out runs/solubility
+  elprop train --data qm9 --targets gap --features element --out runs/gap-element   (compare feature sets)
+  elprop train --model cnn3d --density-store qm9.zarr --targets gap --out runs/cnn
 
-Run again with the same --name to resume after a kill: the split, checkpoints and time used are kept.
+Run again with the same --out to resume after a kill: the split, checkpoints and time used are kept.
+(--runs-dir DIR --name NAME is the older spelling of --out DIR/NAME.)
 """
 
-
-def _load(args):
-    from elprop.data.qm9 import load_qm9
-    from elprop.data.readers import read_any
-
-    if getattr(args, "density_store", None):
-        from elprop.density.volumes import store_dataset
-        return store_dataset(args.density_store)
-
-    if args.data == "qm9" or getattr(args, "exclude", None):
-        return load_qm9(None if args.data == "qm9" else args.data, exclude=getattr(args, "exclude", None))
-    kw = {}
-    if str(args.data).lower().endswith(".csv"):
-        kw = dict(smiles_column=args.smiles_column, targets=args.targets_list,
-                  allow_missing=getattr(args, "allow_missing", False))
-    return read_any(args.data, **kw)
+# options of one model family or another: refused, with exit 2, by a family that does not list them
+# (models.MODELS[...]["options"]); value = the parser default
+FAMILY_FLAGS = {"features": "extended", "heads": 0, "readout": "pool", "geometry": None, "ensemble": 1,
+                "dropout": 0.0, "targets": None, "target_weights": None, "units": None, "extensive": None,
+                "pool": 1, "augment": None, "no_augment": False, "tta": 0, "crop": 0, "channels": None,
+                "device_memory": None}
 
 
 def _size(x: float):
@@ -46,19 +38,16 @@ def add_train_parser(sub):
     from elprop.chem.features import FEATURE_SETS
     from elprop.models import MODELS
 
-    p = sub.add_parser("train", help="train a model and write runs/<name>/",
-                       description="Train a property model. Writes runs/<name>/: config.json, split.json, "
+    from elprop.cli.options import add_data_options, add_out_option
+    p = sub.add_parser("train", help="train a model and write its run folder (--out)",
+                       description="Train a property model. Writes --out DIR: config.json, split.json, "
                                    "metrics.csv (MAE/RMSE/R² per target, with units), history.csv, checkpoints/, "
                                    "plots/ (parity per target) and model/ (the saved model).",
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="qm9", help="'qm9' (default, embedded), a QM9 tarball/folder, or an "
-                                                  "xyz/extxyz/sdf/csv file with targets")
-    p.add_argument("--targets", default="homo,lumo,gap", help="comma-separated targets (default: homo,lumo,gap); "
-                                                              "see `elprop data info qm9`")
+    add_data_options(p)
+    add_out_option(p, runs_aliases=True)
     p.add_argument("--model", default="bondgraph", choices=sorted(MODELS),
                    help="bondgraph: 2D graph from SMILES; schnet: 3D distances (needs coordinates)")
-    p.add_argument("--density-store", help="a density store (elprop density generate); the data of volumetric "
-                                           "models such as cnn3d, whose records and targets it holds")
     p.add_argument("--channels",
                    help="density kinds stacked as input channels (cnn3d default: dft; hk-unet default: "
                         "promolecular; e.g. promolecular,potential)")
@@ -118,46 +107,52 @@ def add_train_parser(sub):
                    help="dropout after each message-passing update and before the readout MLP (default: 0)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="exponential moving average of the weights, decay per step (e.g. 0.999; default: 0, off)")
-    p.add_argument("--limit", type=int, help="use only the first N molecules of a seeded shuffle (quick runs)")
-    p.add_argument("--exclude", help="file of QM9 indices to drop (e.g. uncharacterized.txt)")
-    p.add_argument("--smiles-column", help="SMILES column of a CSV (default: a column named smiles)")
-    p.add_argument("--allow-missing", action="store_true", help="keep CSV rows with missing targets (masked)")
-    p.add_argument("--name", help="run name (default: <model>-<targets>)")
-    p.add_argument("--runs-dir", default="runs", help="parent folder of runs (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
 
+def _check_family_options(args):
+    """Refuse, with exit 2, the options another family takes but this one would ignore."""
+    from elprop.core.dataset import InputError
+    from elprop.models import MODELS
+    allowed = MODELS[args.model]["options"]
+    for dest, default in FAMILY_FLAGS.items():
+        name = "augment" if dest == "no_augment" else dest
+        if getattr(args, dest) != default and name not in allowed:
+            takers = sorted(m for m, e in MODELS.items() if name in e["options"])
+            raise InputError(f"--{dest.replace('_', '-')} is an option of {', '.join(takers)}, not {args.model}")
+
+
 def run_train(args) -> int:
-    from elprop.data.dataset import InputError
+    from elprop.cli.options import data_spec, out_dir, target_names
+    from elprop.core.dataset import InputError
+    from elprop.core.units import resolve_targets
+    from elprop.data.load import load_data
+    from elprop.models import MODELS
+    from elprop.train.device import resolve_device
     from elprop.train.run import train_run
 
-    args.targets_list = _targets(args.targets)
-    if not args.targets_list:
-        raise InputError("--targets is empty")
+    _check_family_options(args)
     if args.split == "file" and not args.split_file:
         raise InputError("--split file needs --split-file PATH")
-    _target_weights(args.target_weights, args.targets_list)  # a bad spec fails before any data is read
     for name in ("epochs", "batch_size", "dim", "layers", "ensemble", "pool"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if args.tta < 0 or args.crop < 0:
         raise InputError("--tta and --crop must be 0 or more")
-    from elprop.train.device import resolve_device
-    args.device_obj = resolve_device(args.device)
-    from elprop.models import MODELS
     rep = MODELS[args.model]["representation"]
+    names = target_names(args) if rep != "density-map" else []
+    # the target contract, resolved once (a bad --units/--extensive/--target-weights fails before data is read)
+    specs = resolve_targets(names, units=args.units, extensive=args.extensive, weights=args.target_weights)
+    args.device_obj = resolve_device(args.device)
+    est = None
     if rep in ("volume", "density-map"):
         if not args.density_store:
             raise InputError(f"--model {args.model} trains on density grids: give --density-store STORE")
+        from elprop.density.store import open_store
+        args.density_store = open_store(args.density_store)  # opened once, passed along
         args.channels = args.channels or ("dft" if rep == "volume" else "promolecular")
-        est = _report_memory(args)
-    else:
-        est = None
-        for flag, bad in (("--pool", args.pool != 1), ("--no-augment", args.no_augment), ("--tta", args.tta),
-                          ("--crop", args.crop), ("--augment", args.augment)):
-            if bad:
-                raise InputError(f"{flag} is an option of the volumetric models (cnn3d, hk-unet), not {args.model}")
+        est = _report_memory(args, specs)
     on_gpu = args.device_obj.type == "cuda"
     args.amp_on = args.amp == "on" or (args.amp == "auto" and on_gpu and est is not None)
     args.ckpt_on = args.grad_checkpoint == "on" or (args.grad_checkpoint == "auto" and on_gpu and est is not None
@@ -167,41 +162,41 @@ def run_train(args) -> int:
               f"{'on' if args.ckpt_on else 'off'}")
     if rep == "density-map":
         return _run_hk(args)
-    ds = _load(args)
-    parent_index = None
-    if args.limit:
-        parent_index = np.sort(np.random.default_rng(args.seed).permutation(len(ds))[:args.limit])
-        ds = ds.subset(parent_index)
+    ds = load_data(data_spec(args, names))
+    specs = resolve_targets(names, units=args.units, extensive=args.extensive, weights=args.target_weights,
+                            data_units=ds.target_units)
     n_train, n_val = _size(args.n_train), _size(args.n_val)
-    name = args.name or f"{args.model}-{'-'.join(args.targets_list)}"
-    run_dir = Path(args.runs_dir) / name
-    print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets {', '.join(args.targets_list)}")
-    _, rows = train_run(ds, run_dir, model=args.model, targets=args.targets_list, features=args.features,
+    run_dir = out_dir(args, f"{args.model}-{'-'.join(names)}")
+    print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets "
+          f"{', '.join(t.label for t in specs)}")
+    weights = [t.weight for t in specs] if any(t.weight != 1.0 for t in specs) else None
+    _, rows = train_run(ds, run_dir, model=args.model, targets=specs, features=args.features,
                         dim=args.dim, layers=args.layers, ensemble=args.ensemble, split=args.split,
                         split_file=args.split_file, n_train=n_train, n_val=n_val, seed=args.seed,
                         epochs=args.epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
                         weight_decay=args.weight_decay, dropout=args.dropout, ema=args.ema,
                         channels=_targets(args.channels) if args.channels else None,
                         arch=_arch(args), tta=args.tta, device=args.device_obj, amp=args.amp_on,
-                        checkpointing=args.ckpt_on, progress=not args.no_progress, parent_index=parent_index,
-                        target_weights=_target_weights(args.target_weights, args.targets_list))
+                        checkpointing=args.ckpt_on, progress=not args.no_progress, target_weights=weights)
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
     return 0
 
 
 def print_metrics(rows):
-    print(f"{'split':<6} {'target':<9} {'unit':<8} {'n':>7} {'MAE':>10} {'RMSE':>10} {'R²':>7}")
+    wt = max([9] + [len(r["target"]) for r in rows])
+    wu = max([8] + [len(r["unit"]) for r in rows])
+    print(f"{'split':<6} {'target':<{wt}} {'unit':<{wu}} {'n':>7} {'MAE':>10} {'RMSE':>10} {'R²':>7}")
     for r in rows:
-        print(f"{r['split']:<6} {r['target']:<9} {r['unit']:<8} {r['n']:>7} {r['mae']:>10.4f} {r['rmse']:>10.4f} "
-              f"{r['r2']:>7.4f}")
+        print(f"{r['split']:<6} {r['target']:<{wt}} {r['unit']:<{wu}} {r['n']:>7} {r['mae']:>10.4f} "
+              f"{r['rmse']:>10.4f} {r['r2']:>7.4f}")
 
 
 def _run_hk(args) -> int:
     from elprop.train.density_run import hk_train_run
-    name = args.name or f"{args.model}-{args.channels.replace(',', '-')}"
-    run_dir = Path(args.runs_dir) / name
-    print(f"run {run_dir}: {args.model} on {args.density_store}, inputs {args.channels} -> DFT density")
+    from elprop.cli.options import out_dir
+    run_dir = out_dir(args, f"{args.model}-{args.channels.replace(',', '-')}")
+    print(f"run {run_dir}: {args.model} on {args.density_store.path}, inputs {args.channels} -> DFT density")
     n_train, n_val = _size(args.n_train), _size(args.n_val)
     from elprop.models.cnn3d import stage_widths
     widths = stage_widths(args.dim, args.layers)
@@ -212,40 +207,21 @@ def _run_hk(args) -> int:
                            crop=args.crop, augment=_arch(args).get("augment"),
                            device=args.device_obj, amp=args.amp_on, checkpointing=args.ckpt_on,
                            progress=not args.no_progress)
-    print(f"{'split':<6} {'metric':<24} {'unit':<4} {'model':>10} {'promolecular':>13} {'ratio':>7}")
-    for r in rows:
-        print(f"{r['split']:<6} {r['metric']:<24} {r['unit']:<4} {r['model']:>10.4f} {r['promolecular']:>13.4f} "
-              f"{r['ratio']:>7.3f}")
+    print_density_metrics(rows)
     print(f"saved model: {run_dir / 'model'}; density slice: {run_dir / 'plots'}")
     return 0
 
 
-def _target_weights(spec, targets):
-    """``"U0_atom=0.3,gap=2"`` -> one weight per target (1 where not named), or None without a spec."""
-    from elprop.data.dataset import InputError
-    if not spec:
-        return None
-    w = dict.fromkeys(targets, 1.0)
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, eq, val = part.partition("=")
-        name = name.strip()
-        if not eq or name not in w:
-            raise InputError(f"--target-weights {spec!r}: expected T=W with T one of the targets "
-                             f"({', '.join(targets)}), got {part!r}")
-        try:
-            w[name] = float(val)
-        except ValueError:
-            raise InputError(f"--target-weights {spec!r}: {val!r} is not a number") from None
-        if not (np.isfinite(w[name]) and w[name] >= 0):
-            raise InputError(f"--target-weights {spec!r}: weights must be finite and >= 0")
-    if not any(w.values()):
-        raise InputError(f"--target-weights {spec!r}: at least one weight must be positive")
-    return [w[t] for t in targets]
+def print_density_metrics(rows):
+    print(f"{'split':<6} {'metric':<24} {'unit':<4} {'model':>10} {'promolecular':>13} {'ratio':>7}")
+    for r in rows:
+        print(f"{r['split']:<6} {r['metric']:<24} {r['unit']:<4} {r['model']:>10.4f} {r['promolecular']:>13.4f} "
+              f"{r['ratio']:>7.3f}")
 
 
 def _arch(args) -> dict:
     """The architecture options that differ from their defaults (bondgraph, cnn3d, hk-unet)."""
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     arch = {}
     if args.model == "bondgraph" and args.heads:
         arch["heads"] = args.heads
@@ -271,83 +247,113 @@ def _needs_checkpointing(args, est) -> bool:
     return need > 0.9 * total
 
 
-def _report_memory(args):
-    """Print the volumetric model's parameter and activation memory per sample, and the largest batch for
-    --device-memory."""
-    from elprop.data.dataset import InputError
-    from elprop.data.units import TARGETS
-    from elprop.density.store import DensityStore
-    from elprop.models import build_model
-    from elprop.models.cnn3d import memory_estimate, parse_bytes
-    n = int(DensityStore(args.density_store).grid_params["shape"])
-    ch = _targets(args.channels)
-    if not ch:
-        raise InputError("--channels is empty")
-    net = build_model(args.model, [TARGETS[t].extensive if t in TARGETS else False for t in args.targets_list],
-                      in_dim=len(ch), dim=args.dim, layers=args.layers, dropout=args.dropout, **_arch(args))
-    if args.model == "hk-unet" and args.crop:
-        if args.crop % net.step or args.crop > n:
-            raise InputError(f"--crop {args.crop}: give a multiple of {net.step} (the U-Net's downsampling) "
-                             f"up to the grid's {n}")
-    try:
-        mem = parse_bytes(args.device_memory) if args.device_memory else None
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    if args.model == "cnn3d" and n // args.pool < 2 ** args.layers:
-        raise InputError(f"--pool {args.pool} with {args.layers} stages leaves too small a grid from the store's {n}³ "
-                         f"(need {n} / pool >= 2^layers = {2 ** args.layers})")
-    side = args.crop if args.model == "hk-unet" and args.crop else n
-    est = memory_estimate(net, (len(ch), side, side, side), mem)  # cnn3d pools its input itself
-    line = (f"memory: {est['parameters']:,} parameters ({est['parameter_bytes'] / 2 ** 20:.1f} MiB with gradients "
-            f"and Adam state); activations {est['activation_bytes_per_sample'] / 2 ** 20:.1f} MiB per sample "
-            f"at {len(ch)}x{side}³{f' (pooled to {side // args.pool}³)' if args.model == 'cnn3d' and args.pool > 1 else ''}"
-            f"{' (training crops)' if args.model == 'hk-unet' and args.crop else ''}; batch {args.batch_size} needs "
-            f"{(est['parameter_bytes'] + args.batch_size * est['activation_bytes_per_sample']) / 2 ** 30:.2f} GiB")
-    if mem:
-        line += f"; largest batch in {args.device_memory}: {est['max_batch']}"
+def _report_memory(args, specs):
+    """Print the volumetric model's memory per sample and the largest batch for --device-memory."""
+    from elprop.train.memory import volumetric_memory
+    est, line = volumetric_memory(args.model, args.density_store, _targets(args.channels),
+                                  [t.extensive for t in specs], dim=args.dim, layers=args.layers,
+                                  dropout=args.dropout, arch=_arch(args), batch_size=args.batch_size,
+                                  crop=args.crop, pool=args.pool, device_memory=args.device_memory)
     print(line)
     return est
 
 
 def add_evaluate_parser(sub):
+    from elprop.cli.options import add_data_options
     p = sub.add_parser("evaluate", help="report a saved model on a split",
-                       description="Evaluate a saved model on (a split of) a data set: MAE, RMSE, R² per target.",
+                       description="Evaluate a saved model on (a split of) a data set: MAE, RMSE, R² per target "
+                                   "with units; for an hk-unet model the density NMAE, electron count and dipole "
+                                   "errors beside the promolecular baseline.",
                        epilog="examples:\n  elprop evaluate --model runs/quick/model --data qm9 "
                               "--split-file runs/quick/split.json --split test\n"
                               "  elprop evaluate --data qm9 --split-file shipped   (the shipped model on its "
-                              "own test set)", formatter_class=argparse.RawDescriptionHelpFormatter)
+                              "own test set)\n"
+                              "  elprop evaluate --model runs/cnn/model --density-store qm9.zarr "
+                              "--split-file runs/cnn/split.json\n"
+                              "  elprop evaluate --model runs/sol/model --data mols.csv --out runs/sol-eval",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="saved model directory (default: the shipped model)")
-    p.add_argument("--data", default="qm9", help="'qm9' (default), a QM9 tarball/folder, or a file with targets")
+    add_data_options(p, targets=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit shuffle (default: 0)")
     p.add_argument("--split-file", help="split JSON/NPZ ('shipped': the shipped model's test indices); "
                                         "without it, all molecules are evaluated")
     p.add_argument("--split", default="test", help="which part of the split file (default: test)")
-    p.add_argument("--smiles-column", help="SMILES column of a CSV")
-    p.add_argument("--plots", help="folder for parity plots")
+    p.add_argument("--out", help="folder for metrics.csv and parity plots")
+    p.add_argument("--plots", help="folder for parity plots (default: OUT/plots with --out)")
     p.add_argument("-o", "--output", help="write the metrics as CSV")
     p.set_defaults(func=run_evaluate)
 
 
-def run_evaluate(args) -> int:
-    from elprop.data.dataset import InputError
+def _split_indices(args, shipped_dir):
+    """(indices of the full data (records of a store), file name) from --split-file/--split; None: all.
+    ``shipped_dir()``: the folder of the shipped model, for --split-file shipped."""
+    from elprop.core.dataset import InputError
     from elprop.data.splits import load_split
-    from elprop.pretrained import model_path
-    from elprop.train.estimator import PropertyModel
-    from elprop.data.cache import write_csv
-    from elprop.train.run import evaluate
+    if not args.split_file:
+        return None
+    sf = (shipped_dir() / "test_indices.json") if args.split_file == "shipped" else args.split_file
+    sp = load_split(sf)
+    if args.split not in sp:
+        raise InputError(f"{sf}: no '{args.split}' part; it has {', '.join(sp)}")
+    return sp[args.split], str(sf)
 
-    model = PropertyModel.load(args.model or model_path())
-    args.targets_list = model.config["targets"]
-    ds = _load(args)
-    if args.split_file:
-        sf = (model_path() / "test_indices.json") if args.split_file == "shipped" else args.split_file
-        sp = load_split(sf, len(ds))
-        if args.split not in sp:
-            raise InputError(f"{sf}: no '{args.split}' part; it has {', '.join(sp)}")
-        idx = sp[args.split]
+
+def run_evaluate(args) -> int:
+    from elprop.cli.options import data_spec
+    from elprop.core.cache import write_csv
+    from elprop.data.load import load_data
+    from elprop.data.splits import rows_of
+    from elprop.pretrained import model_path
+    from elprop.train.run import evaluate
+    from elprop.train.saved import load_model
+
+    model = load_model(args.model or model_path())
+    out = Path(args.out) if args.out else None
+    plots = args.plots or (out / "plots" if out else None)
+    part = args.split if args.split_file else "all"
+    if model.config["model"] == "hk-unet":
+        rows = _evaluate_hk(args, model, part, plots)
     else:
-        idx = np.arange(len(ds))
-    rows, _, _ = evaluate(model, ds, idx, args.split if args.split_file else "all", args.plots)
-    print_metrics(rows)
+        ds = load_data(data_spec(args, model.config["targets"]))
+        sel = _split_indices(args, model_path)
+        idx = np.arange(len(ds)) if sel is None else rows_of(sel[0], ds, sel[1])
+        rows, _, _ = evaluate(model, ds, idx, part, plots)
+        print_metrics(rows)
+    if out:
+        write_csv(out / "metrics.csv", rows)
     if args.output:
         write_csv(args.output, rows)
     return 0
+
+
+def _evaluate_hk(args, model, part, plots):
+    """The HK map on store records: NMAE, electron count and dipole errors beside the promolecular baseline."""
+    from elprop.core.dataset import InputError
+    from elprop.density.store import open_store
+    from elprop.train.density_run import HKSet, density_metric_rows, density_metrics, slice_figure
+    if not args.density_store:
+        raise InputError("an hk-unet model is evaluated on the records of a density store: give --density-store")
+    st = open_store(args.density_store)
+    sel = _split_indices(args, _no_shipped)
+    valid = np.nonzero(HKSet(st, model.config["channels"]).valid)[0]
+    idx = valid if sel is None else np.asarray(sel[0], dtype=np.int64)
+    if sel is not None:
+        bad = np.setdiff1d(idx, valid)
+        if len(bad):
+            raise InputError(f"{sel[1]}: record {int(bad[0])} has no finished input/promolecular/DFT grids in "
+                             f"{st.path}")
+    if args.limit:
+        idx = np.sort(np.random.default_rng(args.seed).permutation(idx)[:args.limit])
+    if not len(idx):
+        raise InputError(f"{st.path}: no records with the grids the model needs")
+    pred = model.predict_store(st, idx)
+    rows = density_metric_rows(density_metrics(st, idx, pred), part)
+    if plots:
+        slice_figure(Path(plots) / f"slice_record{int(idx[0])}.png", st, int(idx[0]), pred[0])
+    print_density_metrics(rows)
+    return rows
+
+
+def _no_shipped():
+    from elprop.core.dataset import InputError
+    raise InputError("--split-file shipped is the shipped property model's test set, not a density store's")

@@ -1,4 +1,1 @@
-"""Readers, the columnar Dataset, splits, units and the on-disk cache."""
-from elprop.data.dataset import Dataset, Molecule, InputError
-
-__all__ = ["Dataset", "Molecule", "InputError"]
+"""Readers (qm9, xyz, sdf, smiles, csv), embedded data sets, splits and ``load_data``."""

@@ -5,6 +5,7 @@ units (energies in eV). The first load of a source is cached as a binary ``.npz`
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import re
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.cache import cache_dir
-from elprop.data.dataset import Dataset, InputError, Molecule, Z_OF, atomic_number
-from elprop.data.units import DERIVED_TARGETS, QM9_ATOMREF_HA, QM9_TARGETS, TARGETS
+from elprop.core.cache import cache_dir
+from elprop.core.dataset import Dataset, InputError, Molecule, Z_OF, atomic_number
+from elprop.core.units import DERIVED_TARGETS, QM9_ATOMREF_HA, QM9_TARGETS, TARGETS
 
 QM9_N_MOLECULES_QM9PACK = 130_831
 ALL_TARGETS = QM9_TARGETS + DERIVED_TARGETS
@@ -154,14 +155,21 @@ def _iter_qm9_xyz(source: Path):
         raise InputError(f"{source}: not a QM9 tarball or a folder of dsgdb9nsd_*.xyz files")
 
 
+def qm9_cache_key(source: Path) -> str:
+    """A key for the parsed copy of a QM9 tarball/folder that is the same in every process (hashlib, not the
+    salted built-in ``hash``): the resolved path, size and modification time."""
+    st = source.stat()
+    text = f"{source.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 def load_qm9_xyz(source: str | Path, cache: bool = True) -> Dataset:
     from tqdm import tqdm
 
     source = Path(source)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
-    st = source.stat()
-    cpath = cache_dir() / f"qm9xyz-{abs(hash((str(source.resolve()), st.st_size, int(st.st_mtime))))}.npz"
+    cpath = cache_dir() / f"qm9xyz-{qm9_cache_key(source)}.npz"
     if cache and cpath.exists():
         return Dataset.load(cpath)
     mols, ys = [], []

@@ -1,7 +1,8 @@
 """Generic readers: xyz/extxyz (multi-frame), SDF, SMILES files, CSV with a SMILES column, and QM9.
 
 Every reader returns a :class:`Dataset`; malformed input raises :class:`InputError` naming the file and line.
-Targets read from files are taken to be in elprop units already (see ``elprop.data.units``).
+Targets read from files are taken to be in elprop units already (see ``elprop.core.units``); a CSV header
+``name [unit]`` declares the unit of a target elprop does not know.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.dataset import Dataset, InputError, Molecule, atomic_number
+from elprop.core.dataset import Dataset, InputError, Molecule, atomic_number
+from elprop.core.units import split_header
 
 _KV_RE = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
@@ -144,26 +146,40 @@ def read_csv(path, smiles_column: str | None = None, targets: list[str] | None =
         raise InputError(f"{path}: no column {smiles_column!r}; columns: {', '.join(cols)}")
     if not rows:
         raise InputError(f"{path}: no data rows")
+    # a header 'logS [log(mol/L)]' names the target logS and declares its unit
+    by_name, header_units = {}, {}
+    for c in cols:
+        if c == smiles_column:
+            continue
+        name, u = split_header(c)
+        by_name.setdefault(name, c)
+        by_name.setdefault(c, c)
+        if u:
+            header_units[name] = u
     if targets is None:
-        targets = [c for c in cols if c != smiles_column and all(_float_or_none(r[c] or "x") is not None
-                                                                  or not r[c] for r in rows)]
+        targets = [split_header(c)[0] for c in cols if c != smiles_column
+                   and all(_float_or_none(r[c] or "x") is not None or not r[c] for r in rows)]
     for t in targets:
-        if t not in cols:
+        if t not in by_name:
             raise InputError(f"{path}: no target column {t!r}; columns: {', '.join(cols)}")
+    targets = [split_header(t)[0] for t in targets]
     mols = []
     for k, r in enumerate(rows):
         vals = {}
         for t in targets:
-            v = _float_or_none(r[t]) if r[t] not in (None, "") else float("nan")
+            raw = r[by_name[t]]
+            v = _float_or_none(raw) if raw not in (None, "") else float("nan")
             if v is None:
-                raise InputError(f"{path}: row {k + 2}: target {t!r} is not a number ({r[t]!r})")
+                raise InputError(f"{path}: row {k + 2}: target {t!r} is not a number ({raw!r})")
             if not math.isfinite(v) and not allow_missing:
                 raise InputError(f"{path}: row {k + 2}: target {t!r} is NaN or missing "
                                  "(drop the row, or pass --allow-missing to mask it)")
             vals[t] = v
         name = r.get("name") or r.get("id") or f"row_{k + 2}"
         mols.append(Molecule(np.zeros(0, np.int64), smiles=(r[smiles_column] or "").strip(), name=name, targets=vals))
-    return Dataset.from_molecules(mols, targets, source=str(path))
+    ds = Dataset.from_molecules(mols, targets, source=str(path))
+    ds.target_units = {t: header_units[t] for t in targets if t in header_units}
+    return ds
 
 
 READERS = {".xyz": read_xyz, ".extxyz": read_xyz, ".sdf": read_sdf, ".mol": read_sdf, ".smi": read_smiles_file,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.cache import atomic_write
-from elprop.data.dataset import InputError
+from elprop.core.cache import atomic_write
+from elprop.core.dataset import InputError
 
 
 def _sizes(n: int, n_train, n_val) -> tuple[int, int]:
@@ -81,3 +81,24 @@ def make_split(kind: str, n: int, smiles=None, n_train=0.8, n_val=0.1, seed: int
     if kind == "file":
         return load_split(path, n)
     raise InputError(f"unknown split {kind!r}; use random, scaffold or file")
+
+
+def rows_of(indices, ds, where: str = "split") -> np.ndarray:
+    """Indices of the full data (a store's records, the uncut file's molecules) -> rows of ``ds``, which may be
+    a cut of it (``ds.parent_index``). An index that is not among ``ds``'s molecules is an input error."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if ds.parent_index is None:
+        bad = idx[(idx < 0) | (idx >= len(ds))]
+        rows = idx
+    else:
+        order = np.argsort(ds.parent_index, kind="stable")
+        sorted_pi = ds.parent_index[order]
+        pos = np.clip(np.searchsorted(sorted_pi, idx), 0, max(len(sorted_pi) - 1, 0))
+        hit = sorted_pi[pos] == idx if len(sorted_pi) else np.zeros(len(idx), bool)
+        bad = idx[~hit]
+        rows = order[pos]
+    if len(bad):
+        raise InputError(f"{where}: index {int(bad[0])} (and {len(bad) - 1} more) is not among the "
+                         f"{len(ds)} molecules of the data" if len(bad) > 1 else
+                         f"{where}: index {int(bad[0])} is not among the {len(ds)} molecules of the data")
+    return rows

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-BOHR = 0.52917721092  # Å
+from elprop.core.units import BOHR
+
 SPIN = {1: 1, 6: 2, 7: 3, 8: 2, 9: 1}  # 2S of the free-atom ground state
 SYMBOL = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}
 SHIPPED = Path(__file__).resolve().parent / "data" / "atom_densities.npz"
@@ -68,7 +69,7 @@ def table_path(xc: str, basis: str) -> Path:
     key = (xc.lower(), basis.lower())
     if key == SHIPPED_LEVEL:
         return SHIPPED
-    from elprop.data.cache import atomic_write, cache_dir
+    from elprop.core.cache import atomic_write, cache_dir
     slug = re.sub(r"[^a-z0-9]+", "_", f"{key[0]}_{key[1]}").strip("_")
     path = cache_dir() / "atom_densities" / f"{slug}.npz"
     if not path.exists():

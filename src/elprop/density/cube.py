@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.cache import atomic_write
+from elprop.core.cache import atomic_write
+from elprop.core.units import BOHR
 from elprop.density.grid import Grid
 
-BOHR = 0.52917721092  # Å
 
 
 def write_cube(path, values: np.ndarray, grid: Grid, z, pos, comment: str = "elprop density",

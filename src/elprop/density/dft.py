@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from elprop.data.units import HARTREE_TO_EV
+from elprop.core.units import BOHR, HARTREE_TO_EV
 
-BOHR = 0.52917721092  # Å
 DEBYE_PER_AU = 2.541746473
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.density.store import DONE, FAILED, PENDING, DensityStore
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
+from elprop.core.units import BOHR
 from elprop.density.grid import Grid
 
-BOHR = 0.52917721092  # Å
 FORMS = ("coulomb", "gaussian")
 DEFAULTS = {"form": "coulomb", "softening": 0.3, "width": 0.3}  # Å
 

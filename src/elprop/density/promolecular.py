@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from elprop.data.dataset import SYMBOLS, InputError
+from elprop.core.dataset import SYMBOLS, InputError
 from elprop.density.atoms import SHIPPED_LEVEL, table_path
 from elprop.density.grid import Grid
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.density.grid import Grid
 
 KINDS = ("promolecular", "potential", "dft", "hk")  # hk: densities predicted by a trained HK map
@@ -69,7 +69,7 @@ class DensityStore:
         import zarr
 
         from elprop import __version__
-        from elprop.data.units import unit
+        from elprop.core.units import unit
         from elprop.density.grid import molecule_grid
         indices = np.asarray(indices, dtype=np.int64)
         N = len(indices)
@@ -338,6 +338,12 @@ def _fault_injection(i):
     if at is not None and int(at) == int(i):
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def open_store(store, mode: str = "r") -> "DensityStore":
+    """A :class:`DensityStore` from a path, or the store itself when it is one already (opened once, passed
+    along as an object)."""
+    return store if isinstance(store, DensityStore) else DensityStore(store, mode=mode)
 
 
 class VolumeDataset:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from elprop.data.dataset import Dataset, InputError
-from elprop.density.store import DensityStore
+from elprop.core.dataset import Dataset, InputError
+from elprop.density.store import DensityStore, open_store
 
 
-def store_dataset(path) -> Dataset:
-    st = DensityStore(path)
+def store_dataset(store) -> Dataset:
+    """A store's records as a Dataset that declares the (opened) store; row i is record i."""
+    st = open_store(store)
     na = st.root["n_atoms"][:].astype(np.int64)
     z_all, pos_all = st.root["z"][:], st.root["pos"][:]
     z = np.concatenate([z_all[i, :na[i]] for i in range(len(st))])
@@ -26,38 +27,52 @@ def store_dataset(path) -> Dataset:
     names = list(tg)
     y = np.column_stack([tg[t] for t in names]) if names else np.zeros((len(st), 0))
     src = st.source_index()
-    ds = Dataset(z, pos, offsets, st.root["smiles"][:], [f"record {i} (source {s})" for i, s in enumerate(src)], y,
-                 names, source=str(path))
-    ds.density_store = str(path)
-    return ds
+    units = {t: u for t, u in (st.attrs.get("targets") or {}).items() if u}
+    return Dataset(z, pos, offsets, st.root["smiles"][:], [f"record {i} (source {s})" for i, s in enumerate(src)], y,
+                   names, source=str(st.path), target_units=units, density_store=st)
 
 
 class VolumeSet:
     """Records of a store as a representation: ``batch(idx)`` -> {"x": [B, C, n, n, n]}; ``valid`` marks records
-    finished in every channel; ``counts`` are element counts for the atom-reference fit."""
+    finished in every channel; ``counts`` are element counts for the atom-reference fit. ``records``: the store
+    records that rows 0..n-1 stand for (default: all, in order), e.g. a Dataset's ``record_index``."""
 
-    def __init__(self, path, channels):
+    def __init__(self, store, channels, records=None):
         from elprop.chem.graphs import element_counts
-        self.path, self.channels = str(path), list(channels)
-        st = DensityStore(path)
+        st = open_store(store)
+        self.path, self.channels = str(st.path), list(channels)
         missing = [c for c in self.channels if c not in st.kinds]
         if missing:
-            raise InputError(f"{path}: no {', '.join(missing)} grids (it has {', '.join(st.kinds) or 'none'}); "
+            raise InputError(f"{st.path}: no {', '.join(missing)} grids (it has {', '.join(st.kinds) or 'none'}); "
                              f"make them with `elprop density generate --kind ...`")
-        self.valid = np.zeros(len(st), bool)
-        self.valid[st.done(self.channels)] = True
+        self.records = np.arange(len(st)) if records is None else np.asarray(records, dtype=np.int64)
+        if len(self.records) and (self.records.min() < 0 or self.records.max() >= len(st)):
+            raise InputError(f"{st.path}: record indices outside its {len(st)} records")
+        done = np.zeros(len(st), bool)
+        done[st.done(self.channels)] = True
+        self.valid = done[self.records]
+        self.errors = {i: f"record {r}: no finished {'/'.join(self.channels)} grid in {st.path}"
+                       for i, r in enumerate(self.records) if not done[r]}
         na = st.root["n_atoms"][:]
         z = st.root["z"][:]
-        self.counts = element_counts([z[i, :na[i]].tolist() for i in range(len(st))])
+        self.counts = element_counts([z[r, :na[r]].tolist() for r in self.records])
         self.shape = (len(self.channels),) + (int(st.grid_params["shape"]),) * 3
         self._store = st
+
+    @property
+    def in_dim(self) -> int:
+        return self.shape[0]
 
     def __len__(self):
         return len(self.valid)
 
+    def subset(self, idx) -> "VolumeSet":
+        return VolumeSet(self._store, self.channels, self.records[np.asarray(idx, dtype=np.int64)])
+
     def batch(self, idx):
-        x = np.stack([self._store.read(int(i), self.channels) for i in idx])
-        return {"x": torch.from_numpy(x), "counts": torch.from_numpy(self.counts[np.asarray(idx)])}
+        idx = np.asarray(idx, dtype=np.int64)
+        x = np.stack([self._store.read(int(r), self.channels) for r in self.records[idx]])
+        return {"x": torch.from_numpy(x), "counts": torch.from_numpy(self.counts[idx])}
 
     def __getstate__(self):
         d = dict(self.__dict__)

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 
 # name -> (unit, description)
 DESCRIPTORS = {
@@ -99,7 +99,7 @@ def _build() -> pd.DataFrame:
 
 def element_table(refresh: bool = False) -> pd.DataFrame:
     """Descriptors per element symbol (rows) from mendeleev, cached in $ELPROP_CACHE."""
-    from elprop.data.cache import atomic_write, cache_dir
+    from elprop.core.cache import atomic_write, cache_dir
     path = cache_dir() / "element_descriptors_mendeleev.csv"
     if path.exists() and not refresh:
         t = pd.read_csv(path, index_col="symbol")

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.materials.descriptors import check_symbols, element_table
 
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)|(\()|(\))(\d*\.?\d*)")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.cache import atomic_write
-from elprop.data.dataset import InputError
+from elprop.core.cache import atomic_write
+from elprop.core.dataset import InputError
 
 KINDS = ("gbr", "lgbm", "rf", "gp", "krr")
 

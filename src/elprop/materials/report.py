@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from elprop.data.cache import atomic_write
+from elprop.core.cache import atomic_write
 
 
 def _plt():

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.materials.descriptors import element_table
 from elprop.materials.featurize import formula_features, pair_features, parse_formula
 

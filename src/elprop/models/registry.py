@@ -5,13 +5,20 @@ from elprop.models.cnn3d import PropertyCNN, stage_widths
 from elprop.models.graph2d import BondGraphNet
 from elprop.models.schnet import SchNet
 
-# representation: "graph" (2D heavy-atom graph from SMILES) or "points" (3D all-atom structure)
+# representation: "graph" (2D heavy-atom graph from SMILES), "points" (3D all-atom structure), "volume" (density
+# grids of a store), "density-map" (store grids in, the DFT density out).
+# options: the family's own command-line options (dest names); `elprop train` refuses the others for this family.
+_PROPERTY = {"ensemble", "dropout", "targets", "target_weights", "units", "extensive"}
 MODELS = {
-    "bondgraph": {"representation": "graph", "description": "dense 2D bond-graph network over RDKit features"},
-    "schnet": {"representation": "points", "description": "SchNet continuous-filter convolutions over 3D distances"},
-    "cnn3d": {"representation": "volume", "description": "residual Inception/SE 3D CNN over density grids"},
+    "bondgraph": {"representation": "graph", "description": "dense 2D bond-graph network over RDKit features",
+                  "options": _PROPERTY | {"features", "heads", "readout", "geometry"}},
+    "schnet": {"representation": "points", "description": "SchNet continuous-filter convolutions over 3D distances",
+               "options": _PROPERTY},
+    "cnn3d": {"representation": "volume", "description": "residual Inception/SE 3D CNN over density grids",
+              "options": _PROPERTY | {"pool", "augment", "tta", "channels", "device_memory"}},
     "hk-unet": {"representation": "density-map",
-                "description": "3D U-Net from promolecular/potential grids to the DFT density (Hohenberg-Kohn map)"},
+                "description": "3D U-Net from promolecular/potential grids to the DFT density (Hohenberg-Kohn map)",
+                "options": {"crop", "augment", "channels", "device_memory"}},
 }
 
 

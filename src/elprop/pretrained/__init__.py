@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 
 DEFAULT = "qm9_bondgraph"
 

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.units import label, unit
+from elprop.core.units import unit as table_unit
 
 
-def parity_plot(y_true, y_pred, target: str, path, title: str = "") -> Path:
+def parity_plot(y_true, y_pred, target: str, path, title: str = "", unit: str | None = None) -> Path:
+    """``unit``: the target's unit (default: from elprop's table of targets)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -23,9 +24,10 @@ def parity_plot(y_true, y_pred, target: str, path, title: str = "") -> Path:
     lo, hi = (float(min(t.min(), p.min())), float(max(t.max(), p.max()))) if len(t) else (0.0, 1.0)
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     mae = float(np.abs(p - t).mean()) if len(t) else float("nan")
-    ax.set_xlabel(f"true {label(target)}")
-    ax.set_ylabel(f"predicted {label(target)}")
-    ax.set_title(title or f"{target}: MAE {mae:.4g} {unit(target)} (n={len(t)})", fontsize=9)
+    unit = table_unit(target) if unit is None else unit
+    ax.set_xlabel(f"true {target} [{unit}]")
+    ax.set_ylabel(f"predicted {target} [{unit}]")
+    ax.set_title(title or f"{target}: MAE {mae:.4g} {unit} (n={len(t)})", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 
 
 def _env_smiles(mol, atom: int, radius: int) -> str:

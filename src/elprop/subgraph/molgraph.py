@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rdkit import Chem
 
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.subgraph.gspan import LabeledGraph, code_to_graph
 
 BOND_LABEL = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3, Chem.BondType.AROMATIC: 4}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from elprop.data.cache import atomic_write, write_csv
+from elprop.core.cache import atomic_write, write_csv
 
 
 def write_report(out_dir, title: str, rows: list[dict], mols, summary: list[str], weight_name: str = "weight",

@@ -25,6 +25,8 @@ the explored tree (``SearchTree``). Features with the same occurrence set are on
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from elprop.subgraph.gspan import GSpan, Pattern
@@ -86,6 +88,7 @@ class SubgraphLinearModel:
         hdiag = curv * self.X.sum(0) / n  # binary features: Σ x² = Σ x
         f = self._f()
         it = 0
+        self._inner_converged = False
         for it in range(self.max_inner):
             max_step = 0.0
             # intercept block (unpenalised)
@@ -114,6 +117,7 @@ class SubgraphLinearModel:
                 f[idx] = fi + d
                 max_step = max(max_step, abs(d))
             if max_step < self.tol:
+                self._inner_converged = True
                 break
         return it + 1
 
@@ -192,18 +196,29 @@ class SubgraphLinearModel:
         self.beta = np.concatenate([self.beta, np.zeros(len(patterns))])
 
     def fit(self, lam: float, max_outer: int = 1000):
-        """Solve at λ from the current state (warm start). Returns self."""
+        """Solve at λ from the current state (warm start). Returns self. If ``max_outer`` (working-set rounds) or
+        ``max_inner`` (coordinate sweeps) stops it first, it warns, and ``history[-1]["converged"]`` is False."""
         outer = added = inner = 0
+        outer_done, inner_ok = False, True
         for outer in range(max_outer):
             inner += self._solve_restricted(lam)
+            inner_ok = inner_ok and self._inner_converged
             viol = self._violators(lam)
             if not viol:
+                outer_done = True
                 break
             self._add(viol[:self.max_add])
             added += min(len(viol), self.max_add)
+        converged = outer_done and inner_ok
+        if not converged:
+            why = (f"max_outer={max_outer} working-set rounds left violators" if not outer_done else
+                   f"max_inner={self.max_inner} coordinate sweeps did not reach tol={self.tol:g}")
+            warnings.warn(f"sparse subgraph solver at λ={lam:.4g} stopped before convergence: {why}",
+                          RuntimeWarning, stacklevel=2)
         self.history.append({"lambda": lam, "outer": outer + 1, "inner_sweeps": inner, "added": added,
                              "active": int(np.count_nonzero(self.beta)), "working_set": len(self.features),
-                             "tree_nodes": self.tree.size, "objective": self.objective(lam)})
+                             "tree_nodes": self.tree.size, "objective": self.objective(lam),
+                             "converged": converged})
         return self
 
     def path(self, n_lambdas: int = 20, ratio: float = 0.01, lambdas=None, callback=None):

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elprop.data.cache import atomic_write, write_csv
+from elprop.core.cache import atomic_write, write_csv
 from elprop.train.device import machine_description
-from elprop.data.dataset import InputError
+from elprop.core.dataset import InputError
 from elprop.density.augment import augment_mode
-from elprop.density.store import DensityStore
+from elprop.density.store import DensityStore, open_store
 from elprop.models.hk import DEFAULT_AUGMENT
 
 EA_TO_DEBYE = 1 / 0.20819434  # e·Å -> D
@@ -28,9 +28,10 @@ EA_TO_DEBYE = 1 / 0.20819434  # e·Å -> D
 class HKSet:
     """Store records as HK batches: {"x": input channels, "pro": promolecular, "y": DFT density}."""
 
-    def __init__(self, path, channels):
+    def __init__(self, store, channels):
+        st = open_store(store)
+        path = st.path
         self.path, self.channels = str(path), list(channels)
-        st = DensityStore(path)
         need = sorted(set(self.channels) | {"promolecular", "dft"})
         missing = [k for k in need if k not in st.kinds]
         if missing:
@@ -70,14 +71,14 @@ class DensityModel:
     def fit(self, store, split, out_dir, *, epochs=100, time_budget=None, batch_size=4, lr=1e-3, weight_decay=1e-5,
             ema=0.0, progress=True, log=print, device="cpu", amp=False, checkpointing=False):
         from elprop.train.loop import train_network
-        st = DensityStore(store)
+        st = open_store(store)
         self.config["grid"] = st.grid_params
         self.config["kinds"] = {k: st.kind_attrs(k)["params"] for k in st.kinds if k != "dft"}
         self.config["dft_level"] = st.kind_attrs("dft").get("level_of_theory", "")
         torch.manual_seed(self.config["seed"])
         self.net = self._new_net()
         self.net.checkpointing = checkpointing
-        rep = HKSet(store, self.config["channels"])
+        rep = HKSet(st, self.config["channels"])
         train_network(self.net, rep, None, np.asarray(split["train"]), np.asarray(split.get("val", [])),
                       Path(out_dir), epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, ema=ema, seed=self.config["seed"], progress=progress, log=log,
@@ -88,7 +89,7 @@ class DensityModel:
     def predict_store(self, store, idx, batch_size: int = 8) -> np.ndarray:
         """Predicted densities [M, n, n, n] (e/Å³) for records ``idx`` of a store."""
         from elprop.train.device import net_device, to_device
-        rep = HKSet(store, self.config["channels"])
+        rep = HKSet(open_store(store), self.config["channels"])
         self.net.eval()
         dev = net_device(self.net)
         out = []
@@ -121,38 +122,22 @@ class DensityModel:
         return grid, rho[0, 0].cpu().numpy()
 
     def save(self, path, card: str | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        from elprop import __version__
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        sd = {n: p.detach().cpu().contiguous() for n, p in self.net.state_dict().items()}
-        atomic_write(path / "member_0.safetensors", lambda tmp: save_file(sd, tmp))
-        cfg = dict(self.config, elprop_version=__version__, torch_version=torch.__version__,
-                   saved=time.strftime("%Y-%m-%d %H:%M:%S"))
-        atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
-        if card is not None:
-            atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
-        return path
+        from elprop.train.saved import write_model_dir
+        return write_model_dir(path, self.config, [self.net.state_dict()], card)
 
     @classmethod
     def load(cls, path) -> "DensityModel":
-        from safetensors.torch import load_file
-        path = Path(path)
-        try:
-            cfg = json.loads((path / "config.json").read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{path}: not a saved elprop model ({e})") from None
+        from elprop.train.saved import read_config, read_members
+        cfg = read_config(path)
         if cfg.get("model") != "hk-unet":
             raise InputError(f"{path}: a {cfg.get('model')!r} model, not a density model (hk-unet)")
         m = cls(cfg["channels"], cfg["widths"], cfg.get("seed", 0), cfg.get("conserve", True), cfg.get("crop", 0),
                 cfg.get("augment", "so3"))  # models saved before the option trained with so3
         m.config.update({k: cfg[k] for k in ("grid", "kinds", "dft_level") if k in cfg})
         m.net = m._new_net()
-        m.net.load_state_dict(load_file(path / "member_0.safetensors"))
+        m.net.load_state_dict(read_members(path)[0])
         m.net.eval()
         return m
-
 
 
 def grid_dipole(rho: np.ndarray, grid, z, pos) -> np.ndarray:
@@ -178,6 +163,21 @@ def density_metrics(st: DensityStore, idx, pred: np.ndarray) -> list[dict]:
             row[f"electrons_err_{name}"] = rho.sum() * g.voxel_volume - int(np.sum(z))
             row[f"dipole_err_D_{name}"] = float(np.linalg.norm(grid_dipole(rho, g, z, pos) - mu_dft))
         rows.append(row)
+    return rows
+
+
+def density_metric_rows(per_molecule: list[dict], split: str) -> list[dict]:
+    """Per-molecule density metrics -> one row per metric (model, promolecular baseline, their ratio)."""
+    rows = []
+    m = per_molecule
+    for key, unit in (("nmae_pct", "%"), ("electrons_err", "e"), ("dipole_err_D", "D")):
+        a = np.array([r[f"{key}_model"] for r in m])
+        b = np.array([r[f"{key}_promolecular"] for r in m])
+        red = np.mean if key == "nmae_pct" else (lambda v: np.mean(np.abs(v)))
+        rows.append({"split": split, "metric": {"nmae_pct": "NMAE", "electrons_err": "|electron count error|",
+                                                "dipole_err_D": "dipole error"}[key], "unit": unit,
+                     "n": len(m), "model": round(float(red(a)), 5), "promolecular": round(float(red(b)), 5),
+                     "ratio": round(float(red(a) / red(b)), 4) if red(b) else float("nan")})
     return rows
 
 
@@ -231,8 +231,8 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     augment = augment_mode(augment or DEFAULT_AUGMENT)
-    st = DensityStore(store)
-    rep = HKSet(store, channels)
+    st = open_store(store)
+    rep = HKSet(st, channels)
     ok = np.nonzero(rep.valid)[0]
     if len(ok) < 3:
         raise InputError(f"{store}: only {len(ok)} records have promolecular and DFT grids; need at least 3")
@@ -249,11 +249,11 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   ema=ema, crop=crop, augment=augment, device=str(device), amp=amp,
                   gradient_checkpointing=checkpointing,
-                  data=str(store), machine=machine_description(device))
+                  data=str(st.path), machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     model = DensityModel(channels, widths, seed, crop=crop, augment=augment)
     t0 = time.time()
-    model.fit(store, sp, run_dir / "checkpoints" / "member_0", epochs=epochs, time_budget=time_budget,
+    model.fit(st, sp, run_dir / "checkpoints" / "member_0", epochs=epochs, time_budget=time_budget,
               batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress, log=log,
               device=device, amp=amp, checkpointing=checkpointing)
     train_s = time.time() - t0
@@ -262,24 +262,17 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
         idx = np.asarray(sp.get(part, []), dtype=np.int64)
         if not len(idx):
             continue
-        pred = model.predict_store(store, idx)
+        pred = model.predict_store(st, idx)
         m = density_metrics(st, idx, pred)
         per_mol += [dict(r, split=part) for r in m]
-        for key, unit in (("nmae_pct", "%"), ("electrons_err", "e"), ("dipole_err_D", "D")):
-            a = np.array([r[f"{key}_model"] for r in m])
-            b = np.array([r[f"{key}_promolecular"] for r in m])
-            red = np.mean if key == "nmae_pct" else (lambda v: np.mean(np.abs(v)))
-            rows.append({"split": part, "metric": {"nmae_pct": "NMAE", "electrons_err": "|electron count error|",
-                                                   "dipole_err_D": "dipole error"}[key], "unit": unit,
-                         "n": len(m), "model": round(float(red(a)), 5), "promolecular": round(float(red(b)), 5),
-                         "ratio": round(float(red(a) / red(b)), 4) if red(b) else float("nan")})
+        rows += density_metric_rows(m, part)
         if part == "test":
             slice_figure(run_dir / "plots" / f"slice_record{int(idx[0])}.png", st, int(idx[0]), pred[0],
                          f"record {int(idx[0])} ({st.root['smiles'][int(idx[0])]}), test")
     write_csv(run_dir / "metrics.csv", rows)
     write_csv(run_dir / "per_molecule.csv", per_mol)
     card = "\n".join([f"# hk-unet ({', '.join(channels)} -> DFT density)", "",
-                      f"- data: {store} ({config['n_train']} train / {config['n_val']} val / {config['n_test']} test "
+                      f"- data: {st.path} ({config['n_train']} train / {config['n_val']} val / {config['n_test']} test "
                       f"records), DFT: {model.config.get('dft_level', '')}",
                       f"- U-Net widths {list(widths)}, electron count conserved by construction, "
                       f"augmentation {augment}, training crops {crop or 'off'}",

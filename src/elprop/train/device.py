@@ -12,7 +12,7 @@ import torch
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
-    from elprop.data.dataset import InputError
+    from elprop.core.dataset import InputError
     name = (name or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

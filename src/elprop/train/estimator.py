@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from elprop import __version__
-from elprop.data.cache import atomic_write
-from elprop.data.dataset import Dataset, InputError
-from elprop.data.units import TARGETS, unit
+from elprop.core.dataset import Dataset, InputError
+from elprop.core.units import resolve_targets, specs_from_config
 from elprop.models import MODELS, build_model
 from elprop.train.scaling import TargetScaler
 
@@ -26,12 +25,12 @@ class PropertyModel:
                  dropout: float = 0.0, channels=None, arch: dict | None = None):
         if model not in MODELS:
             raise InputError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
-        for t in targets:
-            unit(t)  # raises on unknown target
+        self.specs = resolve_targets(targets)  # names or TargetSpecs; the specs travel with the model
         from elprop.chem.features import FEATURE_SETS
         if features not in FEATURE_SETS:
             raise InputError(f"unknown feature set {features!r}; known: {', '.join(FEATURE_SETS)}")
-        self.config = {"model": model, "targets": list(targets), "features": features, "dim": dim,
+        self.config = {"model": model, "targets": [t.name for t in self.specs],
+                       "target_specs": [t.to_dict() for t in self.specs], "features": features, "dim": dim,
                        "layers": layers, "ensemble": ensemble, "seed": seed, "dropout": dropout}
         if self.representation == "volume":
             if not channels:
@@ -44,6 +43,7 @@ class PropertyModel:
         self.scaler: TargetScaler | None = None
         self.domain: dict = {}
         self.sigma_scale = np.ones(len(self.config["targets"]))
+        self.sigma_calibrated = False
 
     # --- representation ----------------------------------------------------------------------------
     @property
@@ -59,7 +59,7 @@ class PropertyModel:
                 raise InputError(f"model {self.config['model']!r} reads density grids: give a density store "
                                  "(elprop train/evaluate --density-store STORE)")
             from elprop.density.volumes import VolumeSet
-            return VolumeSet(store, self.config["channels"])
+            return VolumeSet(store, self.config["channels"], records=data.record_index)
         if self.representation == "graph":
             geo = self.config.get("arch", {}).get("geometry")
             structures = None
@@ -78,7 +78,7 @@ class PropertyModel:
         return _embed_points(list(data.smiles if isinstance(data, Dataset) else data))
 
     def _new_net(self, in_dim):
-        ext = [TARGETS[t].extensive for t in self.config["targets"]]
+        ext = [t.extensive for t in self.specs]
         return build_model(self.config["model"], ext, in_dim=in_dim, dim=self.config["dim"],
                            layers=self.config["layers"], dropout=self.config.get("dropout", 0.0),
                            **self.config.get("arch", {}))
@@ -102,7 +102,9 @@ class PropertyModel:
         va = np.array([i for i in split.get("val", []) if valid[i]], dtype=np.int64)
         if len(tr) == 0:
             raise InputError("no trainable molecules in the training split (all invalid or without targets)")
-        self.scaler = TargetScaler.fit(y[tr], rep.counts[tr], [TARGETS[t].extensive for t in self.config["targets"]])
+        self.scaler = TargetScaler.fit(y[tr], rep.counts[tr], [t.extensive for t in self.specs])
+        if target_weights is None and any(t.weight != 1.0 for t in self.specs):
+            target_weights = [t.weight for t in self.specs]
         y_s = self.scaler.transform(y, rep.counts)
         self.domain = _domain(ds, rep, tr)
         self.nets = []
@@ -124,6 +126,10 @@ class PropertyModel:
             self.nets.append(net)
         if len(va):
             self.calibrate(rep, va, y[va])
+        else:
+            log("warning: no validation molecules, so σ stays uncalibrated (the variance head's training-set "
+                "scale, usually too small); give a validation split (--n-val) to calibrate it")
+        self.sigma_calibrated = bool(len(va))
         return self
 
     def calibrate(self, rep, idx, y):
@@ -166,11 +172,29 @@ class PropertyModel:
         mus = np.stack([m for m, _ in runs])
         return mus.mean(0), np.mean([v for _, v in runs], 0) + mus.var(0)
 
-    def predict(self, data):
-        """Predict a Dataset or a list of SMILES. Returns (mean, std, rep) with NaN rows for bad molecules."""
+    def predict(self, data) -> Prediction:
+        """Predict a Dataset or a list of SMILES, with the domain checks: molecules with elements never seen in
+        training are errors (NaN rows), molecules beyond the training sizes get a warning in ``flags``."""
         rep = self.represent(data)
+        self._check_elements(rep, data)
         mean, std = self.predict_rep(rep)
-        return mean, std, rep
+        return Prediction(mean, std, self.ood_flags(rep), dict(rep.errors), rep)
+
+    def _check_elements(self, rep, data):
+        """Mark molecules with elements absent from the training data as invalid, with an error naming them."""
+        from elprop.core.dataset import SYMBOLS
+        seen = set(self.domain.get("elements", []))
+        if not seen:
+            return
+        for i in range(len(rep)):
+            if not rep.valid[i]:
+                continue
+            zs, name = _elements_of(data, i)
+            bad = sorted(zs - seen)
+            if bad:
+                rep.valid[i] = False
+                rep.errors[i] = (f"{name}: element(s) {', '.join(SYMBOLS[z] for z in bad)} never seen in training "
+                                 f"(model knows {', '.join(SYMBOLS[z] for z in sorted(seen))})")
 
     def ood_flags(self, rep) -> list[str]:
         """A warning per molecule that lies outside the training domain (empty string if inside)."""
@@ -191,22 +215,12 @@ class PropertyModel:
 
     # --- save / load -------------------------------------------------------------------------------
     def save(self, path, card: str | None = None, extra: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        for k, net in enumerate(self.nets):
-            sd = {n: p.detach().cpu().contiguous() for n, p in net.state_dict().items()}
-            atomic_write(path / f"member_{k}.safetensors", lambda tmp, sd=sd: save_file(sd, tmp))
-        cfg = dict(self.config, units={t: unit(t) for t in self.config["targets"]}, scaler=self.scaler.to_dict(),
-                   sigma_scale=[float(v) for v in self.sigma_scale], tta=int(self.tta),
-                   domain=self.domain, in_dim=self._in_dim_from_nets(), elprop_version=__version__,
-                   torch_version=torch.__version__, saved=time.strftime("%Y-%m-%d %H:%M:%S"))
-        if extra:
-            cfg.update(extra)
-        atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
-        if card is not None:
-            atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
-        return path
+        from elprop.train.saved import write_model_dir
+        cfg = dict(self.config, units={t.name: t.unit for t in self.specs}, scaler=self.scaler.to_dict(),
+                   sigma_scale=[float(v) for v in self.sigma_scale], sigma_calibrated=self.sigma_calibrated,
+                   tta=int(self.tta), domain=self.domain, in_dim=self._in_dim_from_nets())
+        cfg.update(extra or {})
+        return write_model_dir(path, cfg, [net.state_dict() for net in self.nets], card)
 
     def _in_dim_from_nets(self):
         net = self.nets[0]
@@ -216,31 +230,52 @@ class PropertyModel:
 
     @classmethod
     def load(cls, path) -> "PropertyModel":
-        from safetensors.torch import load_file
+        from elprop.train.saved import read_config, read_members
         path = Path(path)
-        cfg_path = path / "config.json"
-        if not cfg_path.is_file():
-            raise InputError(f"{path}: not a saved elprop model (no config.json)")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except ValueError as e:
-            raise InputError(f"{cfg_path}: malformed config ({e})") from None
-        m = cls(cfg["model"], cfg["targets"], cfg["features"], cfg["dim"], cfg["layers"], cfg["ensemble"],
+        cfg = read_config(path)
+        m = cls(cfg["model"], specs_from_config(cfg), cfg["features"], cfg["dim"], cfg["layers"], cfg["ensemble"],
                 cfg.get("seed", 0), cfg.get("dropout", 0.0), cfg.get("channels"), cfg.get("arch"))
         m.scaler = TargetScaler.from_dict(cfg["scaler"])
         m.domain = cfg.get("domain", {})
         m.sigma_scale = np.asarray(cfg.get("sigma_scale", np.ones(len(m.config["targets"]))), dtype=np.float64)
         m.saved_config = cfg
+        m.sigma_calibrated = bool(cfg.get("sigma_calibrated", "sigma_scale" in cfg))
         m.tta = int(cfg.get("tta", 0))
-        files = sorted(path.glob("member_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
-        if not files:
-            raise InputError(f"{path}: saved model has no member_*.safetensors weights")
-        for f in files:
+        for sd in read_members(path):
             net = m._new_net(cfg.get("in_dim"))
-            net.load_state_dict(load_file(f))
+            net.load_state_dict(sd)
             net.eval()
             m.nets.append(net)
         return m
+
+
+@dataclass
+class Prediction:
+    """Predictions in the targets' units: ``mean`` and ``std`` [molecules, targets] (NaN rows where ``errors``
+    names the problem), ``flags`` one warning per molecule ("" inside the training domain), and the
+    representation they came from."""
+    mean: np.ndarray
+    std: np.ndarray
+    flags: list
+    errors: dict
+    rep: object = None
+
+    def __iter__(self):  # mean, std, flags = model.predict(...)
+        return iter((self.mean, self.std, self.flags))
+
+
+def _elements_of(data, i):
+    """(set of atomic numbers, display name) of molecule i of a Dataset or a list of SMILES."""
+    if isinstance(data, Dataset):
+        a, b = data.offsets[i], data.offsets[i + 1]
+        if b > a:
+            return {int(z) for z in data.z[a:b]}, str(data.names[i] or data.smiles[i])
+        smi = str(data.smiles[i])
+    else:
+        smi = str(data[i])
+    from rdkit import Chem
+    mol = Chem.MolFromSmiles(smi)
+    return ({a.GetAtomicNum() for a in mol.GetAtoms()} if mol is not None else set()), smi
 
 
 class _Rotated(torch.nn.Module):

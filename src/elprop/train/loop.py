@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elprop.data.cache import atomic_write, write_csv
+from elprop.core.cache import atomic_write, write_csv
 
 
 def predict_scaled(net, rep, idx, batch_size: int | None = None, amp: bool = False):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from elprop.data.units import unit
+from elprop.core.units import TargetSpec, unit
 
 
 def regression_metrics(y_true, y_pred, std=None) -> dict:
@@ -28,8 +28,10 @@ def _spearman(a, b):
 
 
 def metrics_table(targets, y_true, y_pred, std=None, split="test") -> list[dict]:
+    """One row per target; ``targets`` are TargetSpecs (their units) or names from elprop's table."""
     rows = []
     for k, t in enumerate(targets):
         m = regression_metrics(y_true[:, k], y_pred[:, k], None if std is None else std[:, k])
-        rows.append({"split": split, "target": t, "unit": unit(t), **m})
+        name, u = (t.name, t.unit) if isinstance(t, TargetSpec) else (t, unit(t))
+        rows.append({"split": split, "target": name, "unit": u, **m})
     return rows

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.data.cache import atomic_write, write_csv
+from elprop.core.cache import atomic_write, write_csv
 from elprop.train.device import machine_description
-from elprop.data.dataset import Dataset, InputError
-from elprop.data.splits import load_split, make_split, save_split
-from elprop.data.units import unit
+from elprop.core.dataset import Dataset, InputError
+from elprop.data.splits import load_split, make_split, rows_of, save_split
+from elprop.core.units import resolve_targets
 from elprop.train.estimator import PropertyModel
 from elprop.train.metrics import metrics_table
 
@@ -22,11 +22,12 @@ def evaluate(model: PropertyModel, ds: Dataset, idx, split_name: str, plot_dir=N
     idx = np.asarray(idx, dtype=np.int64)
     mean, std = model.predict_rep(rep, idx)
     y = np.column_stack([ds.target(t) for t in model.config["targets"]])[idx]
-    rows = metrics_table(model.config["targets"], y, mean, std, split=split_name)
+    rows = metrics_table(model.specs, y, mean, std, split=split_name)
     if plot_dir is not None:
         from elprop.report.plots import parity_plot
-        for k, t in enumerate(model.config["targets"]):
-            parity_plot(y[:, k], mean[:, k], t, Path(plot_dir) / f"parity_{split_name}_{t}.png")
+        for k, t in enumerate(model.specs):
+            parity_plot(y[:, k], mean[:, k], t.name, Path(plot_dir) / f"parity_{split_name}_{t.name}.png",
+                        unit=t.unit)
     return rows, mean, std
 
 
@@ -34,12 +35,13 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
               progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
-              checkpointing=False, parent_index=None, target_weights=None):
-    """Train and evaluate, writing ``run_dir``. ``parent_index`` (sorted) maps the rows of ``ds`` to a larger data
-    set it was cut from (``--limit``): split.json then holds indices of that larger set, so ``elprop evaluate``
-    on the full data scores the same molecules."""
+              checkpointing=False, target_weights=None):
+    """Train and evaluate, writing ``run_dir``. When ``ds`` was cut from larger data (``--limit``: its
+    ``parent_index``), split.json holds indices of the larger data, so ``elprop evaluate`` on the full data
+    scores the same molecules. ``targets``: names or TargetSpecs."""
     run_dir = Path(run_dir)
-    pi = None if parent_index is None else np.asarray(parent_index, dtype=np.int64)
+    specs = resolve_targets(targets, data_units=ds.target_units)
+    targets = [t.name for t in specs]
     run_dir.mkdir(parents=True, exist_ok=True)
     for t in targets:
         if t not in ds.target_names:
@@ -48,16 +50,17 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
         if not np.isfinite(col).any():
             raise InputError(f"target {t!r}: no finite values in the data")
     split_path = run_dir / "split.json"
+    # split files hold indices of the full data (records of a store), whatever cut of it ds is
     if split_path.exists():  # a resumed run keeps its split
-        sp = load_split(split_path)
-        sp = sp if pi is None else {k: np.searchsorted(pi, v) for k, v in sp.items()}
+        sp = {k: rows_of(v, ds, str(split_path)) for k, v in load_split(split_path).items()}
     else:
-        sp = make_split(split, len(ds), ds.smiles, n_train, n_val, seed, split_file)
-        save_split(sp if pi is None else {k: pi[v] for k, v in sp.items()}, split_path)
-    for k, v in sp.items():
-        if len(v) and (v.min() < 0 or v.max() >= len(ds)):
-            raise InputError(f"split '{k}' has indices outside the {len(ds)} molecules of the data")
-    config = dict(model=model, targets=list(targets), units={t: unit(t) for t in targets}, features=features, dim=dim,
+        if split == "file":
+            sp = {k: rows_of(v, ds, str(split_file)) for k, v in load_split(split_file).items()}
+        else:
+            sp = make_split(split, len(ds), ds.smiles, n_train, n_val, seed)
+        save_split({k: ds.record_index[v] for k, v in sp.items()}, split_path)
+    config = dict(model=model, targets=list(targets), units={t.name: t.unit for t in specs},
+                  target_specs=[t.to_dict() for t in specs], features=features, dim=dim,
                   layers=layers, ensemble=ensemble, split=split, split_file=str(split_file) if split_file else None,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -65,7 +68,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
                   gradient_checkpointing=checkpointing, target_weights=target_weights, data=ds.source, n_molecules=len(ds),
                   machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    est = PropertyModel(model, targets, features, dim, layers, ensemble, seed, dropout, channels, arch)
+    est = PropertyModel(model, specs, features, dim, layers, ensemble, seed, dropout, channels, arch)
     est.tta = tta  # used by the validation-set calibration and the metrics below, and saved with the model
     t0 = time.time()
     rep = est.represent(ds)  # once, for training and for the evaluation below
@@ -118,9 +121,10 @@ def model_card(est: PropertyModel, config: dict, rows, train_s: float, extra: st
              f"{config.get('weight_decay', 1e-5)}, dropout {config.get('dropout', 0.0)}, epochs <= {config['epochs']}, "
              f"time budget {config['time_budget_s']} s; training time {train_s:.0f} s on {config['machine']}",
              "- uncertainty: mean-variance head (aleatoric)" + (" + ensemble spread" if config["ensemble"] > 1 else "")
-             + ", σ rescaled per target on the validation set (scale "
-             + ", ".join(f"{t} {v:.2f}" for t, v in zip(config["targets"], est.sigma_scale)) + "); "
-             "'1σ coverage' is the fraction of molecules whose error is within ±1σ (0.68 for a calibrated Gaussian)",
+             + (", σ rescaled per target on the validation set (scale "
+                + ", ".join(f"{t} {v:.2f}" for t, v in zip(config["targets"], est.sigma_scale)) + "); "
+                if est.sigma_calibrated else ", σ NOT calibrated (no validation split); ")
+             + "'1σ coverage' is the fraction of molecules whose error is within ±1σ (0.68 for a calibrated Gaussian)",
              "", "## Metrics", "", "| split | target | unit | n | MAE | RMSE | R² | 1σ coverage |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from elprop.data.cache import atomic_write
+from elprop.core.cache import atomic_write
 
 SYMBOLS = ["X", "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl",
            "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se",
@@ -40,10 +40,15 @@ class Dataset:
     """Columnar store of many molecules.
 
     ``z`` and ``pos`` are concatenated over molecules, ``offsets[i]:offsets[i+1]`` slices molecule i.
-    ``y`` is (n_molecules, n_targets) in elprop units (``elprop.data.units``); NaN marks a missing value.
+    ``y`` is (n_molecules, n_targets) in elprop units (``elprop.core.units``); NaN marks a missing value.
+    ``target_units`` holds the units the data itself declares for targets elprop does not know (a CSV header
+    ``logS [log(mol/L)]``). A data set read from a density store declares it: ``density_store`` is the open
+    :class:`~elprop.density.store.DensityStore`, and ``parent_index`` maps rows to the records (or, for a subset,
+    to the rows of the data set it was cut from). ``subset()`` keeps all three.
     """
 
-    def __init__(self, z, pos, offsets, smiles, names, y, target_names, source=""):
+    def __init__(self, z, pos, offsets, smiles, names, y, target_names, source="", target_units=None,
+                 density_store=None, parent_index=None):
         self.z = np.asarray(z, dtype=np.int8)
         self.pos = None if pos is None else np.asarray(pos, dtype=np.float32)
         self.offsets = np.asarray(offsets, dtype=np.int64)
@@ -52,6 +57,9 @@ class Dataset:
         self.y = np.asarray(y, dtype=np.float64).reshape(len(self.offsets) - 1, len(target_names))
         self.target_names = list(target_names)
         self.source = source
+        self.target_units = dict(target_units or {})
+        self.density_store = density_store
+        self.parent_index = None if parent_index is None else np.asarray(parent_index, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -78,9 +86,15 @@ class Dataset:
         starts = self.offsets[idx]
         atom_idx = (np.repeat(starts - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
                     + np.arange(n.sum())) if len(idx) else np.zeros(0, dtype=np.int64)
+        parent = idx if self.parent_index is None else self.parent_index[idx]
         return Dataset(self.z[atom_idx], None if self.pos is None else self.pos[atom_idx],
                        np.concatenate([[0], np.cumsum(n)]), self.smiles[idx], self.names[idx], self.y[idx],
-                       self.target_names, self.source)
+                       self.target_names, self.source, self.target_units, self.density_store, parent)
+
+    @property
+    def record_index(self) -> np.ndarray:
+        """Row i's index in the data it was read from (a store's record, the full file's molecule)."""
+        return np.arange(len(self)) if self.parent_index is None else self.parent_index
 
     @classmethod
     def from_molecules(cls, mols: list[Molecule], target_names: list[str] | None = None, source="") -> "Dataset":
@@ -98,7 +112,8 @@ class Dataset:
     def save(self, path) -> None:
         arrays = dict(z=self.z, offsets=self.offsets, y=self.y,
                       smiles=np.array(self.smiles, dtype=str), names=np.array(self.names, dtype=str),
-                      target_names=np.array(self.target_names, dtype=str), source=np.array(self.source))
+                      target_names=np.array(self.target_names, dtype=str), source=np.array(self.source),
+                      target_units=np.array([self.target_units.get(t, "") for t in self.target_names], dtype=str))
         if self.pos is not None:
             arrays["pos"] = self.pos
 
@@ -110,5 +125,7 @@ class Dataset:
     @classmethod
     def load(cls, path) -> "Dataset":
         with np.load(path, allow_pickle=False) as f:
+            names = [str(t) for t in f["target_names"]]
+            units = {t: str(u) for t, u in zip(names, f["target_units"]) if u} if "target_units" in f else {}
             return cls(f["z"], f["pos"] if "pos" in f else None, f["offsets"], f["smiles"].astype(object),
-                       f["names"].astype(object), f["y"], [str(t) for t in f["target_names"]], str(f["source"]))
+                       f["names"].astype(object), f["y"], names, str(f["source"]), units)

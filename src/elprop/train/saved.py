@@ -1,0 +1,73 @@
+"""Saved models: one folder, one format for every family.
+
+A saved model is a directory with ``config.json`` (the family under ``"model"``, its options, targets with units),
+the weights as ``member_<k>.safetensors`` (torch families) or the library's native text format (LightGBM, JSON),
+never pickle, and ``card.md`` (data, split, metrics with units, versions). ``load_model(path)`` reads the family
+from the config and returns that family's estimator.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from elprop.core.cache import atomic_write
+from elprop.core.dataset import InputError
+
+
+def read_config(path) -> dict:
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise InputError(f"{path}: not a saved elprop model (no config.json)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise InputError(f"{cfg_path}: malformed config ({e})") from None
+    if not isinstance(cfg, dict) or "model" not in cfg:
+        raise InputError(f"{cfg_path}: not an elprop model config (no 'model' entry)")
+    return cfg
+
+
+def write_model_dir(path, config: dict, members: list, card: str | None = None) -> Path:
+    """Write ``config.json`` (with versions and the time), one ``member_<k>.safetensors`` per state dict in
+    ``members``, and ``card.md``; every file atomically."""
+    import torch
+    from safetensors.torch import save_file
+
+    from elprop import __version__
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for k, sd in enumerate(members):
+        sd = {n: p.detach().cpu().contiguous() for n, p in sd.items()}
+        atomic_write(path / f"member_{k}.safetensors", lambda tmp, sd=sd: save_file(sd, tmp))
+    cfg = dict(config, elprop_version=__version__, torch_version=torch.__version__,
+               saved=time.strftime("%Y-%m-%d %H:%M:%S"))
+    atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
+    if card is not None:
+        atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
+    return path
+
+
+def read_members(path) -> list:
+    from safetensors.torch import load_file
+    path = Path(path)
+    files = sorted(path.glob("member_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
+    if not files:
+        raise InputError(f"{path}: saved model has no member_*.safetensors weights")
+    return [load_file(f) for f in files]
+
+
+def load_model(path):
+    """The estimator saved in ``path``: a PropertyModel (graph, points and volume families) or a DensityModel
+    (hk-unet)."""
+    cfg = read_config(path)
+    if cfg["model"] == "hk-unet":
+        from elprop.train.density_run import DensityModel
+        return DensityModel.load(path)
+    from elprop.models import MODELS
+    if cfg["model"] not in MODELS:
+        raise InputError(f"{path}: a {cfg['model']!r} model; `elprop evaluate/predict` read the families "
+                         f"{', '.join(MODELS)} (materials and subgraph models: `elprop materials|subgraph`)")
+    from elprop.train.estimator import PropertyModel
+    return PropertyModel.load(path)
