@@ -44,3 +44,16 @@ def tiny_model(qm9_small, tmp_path_factory):
     est, rows = train_run(qm9_small, d, targets=["homo", "lumo", "gap", "U0_atom"], dim=64, layers=3, epochs=10,
                           progress=False, log=lambda *a: None)
     return d, est, rows
+
+
+@pytest.fixture(scope="session")
+def hk_store(tmp_path_factory):
+    """A 10-record store (16³) with promolecular and DFT (PBE/def2-SVP) grids, for the HK map tests."""
+    d = tmp_path_factory.mktemp("hk")
+    store = d / "h.zarr"
+    for kind in ("promolecular", "dft"):
+        res = run_cli("density", "generate", "--kind", kind, "--subset", "0:10", "--shape", "16", "--box", "16",
+                      "--xc", "pbe", "--basis", "def2-svp", "--grid-level", "1", "--out", store, "--workers", "0",
+                      "--no-progress")
+        assert res.returncode == 0, res.stderr
+    return store

@@ -1,4 +1,4 @@
-"""Materials descriptors and featurisers: mendeleev descriptors cross-checked against the shared table, pair and
+"""Materials descriptors and featurisers: mendeleev descriptors cross-checked against the packaged table, pair and
 alloy-formula features, and bad input."""
 from pathlib import Path
 
@@ -12,16 +12,9 @@ from elprop.materials.featurize import formula_features, pair_features, parse_fo
 
 
 def _materials_dir() -> Path:
-    """$ELPROP_MATERIALS_DATA, or shared/data/materials beside the repository or one of its parents (the
-    project's ../shared); the tests that need the tables skip where neither exists."""
-    import os
-    if os.environ.get("ELPROP_MATERIALS_DATA"):
-        return Path(os.environ["ELPROP_MATERIALS_DATA"])
-    for parent in Path(__file__).resolve().parents[1:]:
-        cand = parent / "shared" / "data" / "materials"
-        if cand.is_dir():
-            return cand
-    return Path("shared/data/materials")
+    """The materials tables shipped inside elprop (``elprop.data.embedded``): every clone has them."""
+    from elprop.data.embedded import embedded_path
+    return embedded_path("dband-overlayers").parent
 
 
 MATERIALS = _materials_dir()
@@ -40,7 +33,6 @@ def test_descriptors_cover_the_dband_metals_with_physical_values():
     assert sub.loc["Au", "melting_point"] == pytest.approx(1337.3, rel=0.001)
 
 
-@pytest.mark.skipif(not (MATERIALS / "element_descriptors.csv").exists(), reason="shared materials data absent")
 def test_descriptors_agree_with_the_reference_table_and_disagreements_are_reported():
     c = cross_check(MATERIALS / "element_descriptors.csv").set_index("descriptor")
     for name in ("Z", "group", "period", "mass", "ionization_energy", "melting_point", "valence_electrons"):
@@ -71,7 +63,6 @@ def test_pair_and_formula_features():
         pair_features(["Pt"], ["Qq"])
 
 
-@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
 @pytest.mark.parametrize("kind", ["gbr", "lgbm", "rf", "gp", "krr"])
 def test_models_fit_predict_with_uncertainty_and_round_trip(kind, tmp_path):
     import pandas as pd
@@ -99,7 +90,6 @@ def test_models_fit_predict_with_uncertainty_and_round_trip(kind, tmp_path):
         m.predict(X.drop(columns=["host_density"]))
 
 
-@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
 def test_protocols_learning_curve_leave_one_metal_out_and_descriptor_search():
     import pandas as pd
     from elprop.materials.protocols import descriptor_search, learning_curve, leave_one_group_out
@@ -119,7 +109,6 @@ def test_protocols_learning_curve_leave_one_metal_out_and_descriptor_search():
     assert len(steps) == 2 and steps["descriptors"].iloc[1].startswith(steps["added"].iloc[0])
 
 
-@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
 def test_materials_commands_fit_screen_predict_evaluate_and_bad_input(tmp_path, cli):
     import pandas as pd
     long = MATERIALS / "dband_overlayers_long.csv"
@@ -159,7 +148,6 @@ def test_materials_commands_fit_screen_predict_evaluate_and_bad_input(tmp_path, 
     assert res.returncode == 2 and "sum" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(not (MATERIALS / "dband_overlayers_long.csv").exists(), reason="shared materials data absent")
 def test_pair_feature_parts_select_columns_and_a_model_on_them_screens(tmp_path, cli):
     import pandas as pd
 

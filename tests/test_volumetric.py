@@ -210,19 +210,6 @@ def test_cnn3d_training_lowers_the_loss(tmp_path, cli):
     assert m.tta == 3 and m.nets[0].pool == 2
 
 
-@pytest.fixture(scope="module")
-def hk_store(tmp_path_factory):
-    from conftest import run_cli
-    d = tmp_path_factory.mktemp("hk")
-    store = d / "h.zarr"
-    for kind in ("promolecular", "dft"):
-        res = run_cli("density", "generate", "--kind", kind, "--subset", "0:10", "--shape", "16", "--box", "16",
-                      "--xc", "pbe", "--basis", "def2-svp", "--grid-level", "1", "--out", store, "--workers", "0",
-                      "--no-progress")
-        assert res.returncode == 0, res.stderr
-    return store
-
-
 def test_hk_map_trains_reports_baseline_and_writes_cubes(hk_store, tmp_path, cli):
     from elprop.density.cube import read_cube
     res = cli("train", "--model", "hk-unet", "--density-store", hk_store, "--dim", "16", "--layers", "2",

@@ -35,6 +35,9 @@ def _dft_args(p):
     p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb/exchange instead of density fitting")
     p.add_argument("--fallback-basis", default="6-31g*", help="basis of the last SCF fallback (default: 6-31g*)")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF XC integration grid level 0-9 (default: 3)")
+    p.add_argument("--charge", type=int, default=0, help="molecular charge of every molecule (default: 0)")
+    p.add_argument("--spin", type=int, help="2S, unpaired electrons, of every molecule (UKS when > 0; default: closed "
+                                            "shell, and an odd electron count is an error)")
 
 
 def _run_args(p):
@@ -147,9 +150,27 @@ def _open_or_create(out, ds, idx, args):
                                0.6 if args.blur is None else args.blur)
 
 
+def _check_electrons(st, charge, spin):
+    """Every record's electron count fits --charge/--spin, before any SCF runs (one line naming the first that
+    does not)."""
+    from elprop.density.dft import DFTSettings
+    settings = DFTSettings(charge=charge, spin=spin)
+    na, z = st.root["n_atoms"][:], st.root["z"][:]
+    smiles = st.root["smiles"]
+    for i in range(len(na)):
+        try:
+            settings.spin_of(z[i, :na[i]])
+        except ValueError as e:
+            raise InputError(f"{st.path}: record {i} ({smiles[i]}): {e}") from None
+
+
 def _generate(st, kind, args, **kw):
     from elprop.density.generate import generate, kind_params
     blur = float(st.grid_params["blur_voxels"])
+    if kind == "dft":
+        charge, spin = getattr(args, "charge", 0), getattr(args, "spin", None)
+        kw.update(charge=charge, spin=spin)
+        _check_electrons(st, charge, spin)
     params = kind_params(kind, blur, xc=args.xc, basis=args.basis, density_fit=not args.no_density_fit,
                          fallback_basis=args.fallback_basis, grid_level=args.grid_level, **kw)
     if args.workers < 0 or args.threads_per_worker < 1:

@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"elprop: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `elprop data info qm9 | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("elprop: interrupted (a training run resumes from its last checkpoint)", file=sys.stderr)
         return 130

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-D = "../shared/data/materials"
-EPILOG = f"""examples:
-  elprop materials fit --data {D}/dband_overlayers_long.csv --target eps_d_minus_EF_eV --drop-columns shift_eV \\
+EPILOG = """examples:
+  elprop materials fit --data dband-overlayers --target eps_d_minus_EF_eV --drop-columns shift_eV \\
       --out runs/dband
-  elprop materials evaluate --data {D}/dband_overlayers_long.csv --target eps_d_minus_EF_eV \\
+  elprop materials evaluate --data dband-overlayers --target eps_d_minus_EF_eV \\
       --drop-columns shift_eV --models gbr,lgbm,gp --out runs/dband-eval
-  elprop materials fit --data {D}/adsorption_O_OH_alloys.csv --target Eads --where adsorbate=O --out runs/ads-O
+  elprop materials fit --data adsorption-o-oh --target Eads --where adsorbate=O --out runs/ads-O
+  elprop materials fit --data my_alloys.csv --target Eads --units Eads=eV --out runs/mine
   elprop materials predict --model runs/dband/model --data new_pairs.csv -o preds.csv
   elprop materials screen --model runs/dband/model --elements Fe,Co,Ni,Cu,Ru,Rh,Pd,Ag,Ir,Pt,Au,Os,Re,Zn \\
       --out runs/dband-screen
@@ -35,9 +35,14 @@ def add_parser(sub):
     ssub.required = True
 
     def data_args(q, target=True):
-        q.add_argument("--data", required=True, help="the CSV (see the shapes above)")
+        q.add_argument("--data", required=True,
+                       help="the CSV (see the shapes above), or an embedded table: dband-overlayers, "
+                            "dband-overlayer-matrix, dband-pure, adsorption-h, adsorption-o-oh (`elprop data info "
+                            "NAME`)")
         if target:
             q.add_argument("--target", help="the column to learn (a matrix file: value)")
+            q.add_argument("--units", metavar="T=UNIT", help="the target's unit, e.g. Eads=eV (default: the "
+                                                             "embedded table's, a header 'name [unit]', else unitless)")
         q.add_argument("--host-column")
         q.add_argument("--guest-column")
         q.add_argument("--formula-column")
@@ -88,15 +93,25 @@ def _split(s):
 
 
 def _read(args, require_target=True):
+    from elprop.data.embedded import resolve
     from elprop.materials.table import read_table
-    return read_table(args.data, getattr(args, "target", None), args.host_column, args.guest_column,
+    return read_table(resolve(args.data), getattr(args, "target", None), args.host_column, args.guest_column,
                       args.formula_column, _split(args.descriptors) or None, _split(args.drop_columns), args.where,
                       require_target=require_target, pair_parts=tuple(_split(args.pair_features)))
 
 
-def _unit(target):
-    t = (target or "").lower()
-    return "eV" if ("ev" in t or "eads" in t or "eps" in t or "shift" in t or t == "value") else ""
+def _unit(args, target):
+    """The target's unit by the target contract: --units, else the embedded table's metadata or a header
+    'name [unit]', else unitless. No guessing from the name."""
+    from elprop.core.units import UNITLESS, resolve_targets, split_header
+    from elprop.data.embedded import EMBEDDED
+    name, header_unit = split_header(target)
+    known = dict(EMBEDDED[args.data].units) if args.data in EMBEDDED else {}
+    if header_unit:
+        known[target] = header_unit
+    units = getattr(args, "units", None)
+    spec = resolve_targets([target], units=units, data_units=known)[0]
+    return spec.unit if spec.unit else UNITLESS
 
 
 def run_fit(args) -> int:
@@ -108,7 +123,7 @@ def run_fit(args) -> int:
     t = _read(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    unit = _unit(t.target)
+    unit = _unit(args, t.target)
     # out-of-sample predictions from repeated splits at --train-fraction (parity), learning curve
     rng = np.random.default_rng(args.seed)
     n_tr = max(3, int(round(args.train_fraction * len(t.y))))
@@ -168,22 +183,24 @@ def run_evaluate(args) -> int:
     from elprop.core.cache import write_csv
     from elprop.materials import report as R
     from elprop.materials.protocols import descriptor_search, learning_curve, leave_one_group_out
+    from elprop.data.embedded import resolve
     from elprop.materials.table import read_table
     t = _read(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    unit = _unit(t.target)
+    unit = _unit(args, t.target)
     fr = tuple(float(x) for x in _split(args.fractions))
     curves, lomo = [], []
     for kind in _split(args.models):
         curves.append(learning_curve(t.X, t.y, kind, fr, args.repeats, args.seed))
-        tab, pooled = leave_one_group_out(t.X, t.y, t.groups(), kind, args.seed)
-        lomo.append({"model": kind, "folds": len(tab), "rmse_pooled": float(np.sqrt(np.nanmean((pooled - t.y) ** 2))),
-                     "mae_pooled": float(np.nanmean(np.abs(pooled - t.y))), "worst_held_out": tab.sort_values(
-                         "rmse").iloc[-1]["held_out"] if len(tab) else ""})
+        go = leave_one_group_out(t.X, t.y, t.groups(), kind, args.seed)
+        tab = go.table
+        lomo.append({"model": kind, "folds": len(tab), "predictions": len(go.per_fold), "rmse": go.rmse,
+                     "mae": go.mae, "worst_held_out": tab.sort_values("rmse").iloc[-1]["held_out"] if len(tab)
+                     else ""})
         print(f"{kind}: " + ", ".join(f"{100 * r.train_fraction:.0f} %: {r.rmse_mean:.3f} ± {r.rmse_sd:.3f}"
                                       for r in curves[-1].itertuples()) + f"; leave-one-out RMSE "
-              f"{lomo[-1]['rmse_pooled']:.3f} {unit}", flush=True)
+              f"{lomo[-1]['rmse']:.3f} {unit}", flush=True)
     lc = pd.concat(curves)
     write_csv(out / "learning_curves.csv", lc.to_dict("records"))
     write_csv(out / "leave_one_group_out.csv", lomo)
@@ -192,7 +209,7 @@ def run_evaluate(args) -> int:
               ("leave one " + ("metal" if t.kind == "pair" else "material") + " out", pd.DataFrame(lomo))]
     if args.subset_k:
         def feats(desc):
-            return read_table(args.data, t.target, args.host_column, args.guest_column, args.formula_column, desc,
+            return read_table(resolve(args.data), t.target, args.host_column, args.guest_column, args.formula_column, desc,
                               _split(args.drop_columns), args.where, pair_parts=tuple(_split(args.pair_features))).X
         best_kind = min(curves, key=lambda c: float(c[c.train_fraction == min(fr, key=lambda f: abs(f - 0.25))]
                                                     .rmse_mean.iloc[0]))["model"].iloc[0]

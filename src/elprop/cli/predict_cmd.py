@@ -27,8 +27,10 @@ def add_parser(sub):
                        description="Predict electronic properties, with uncertainty (± one standard deviation) and "
                                    "units, for SMILES strings or xyz/extxyz/sdf/smi/csv files.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="SMILES strings and/or files")
+    p.add_argument("inputs", nargs="*", help="SMILES strings and/or files")
     p.add_argument("--model", help="saved model directory (default: the shipped QM9 model)")
+    p.add_argument("--density-store", help="volumetric models (cnn3d): predict the records of this density store "
+                                           "(with its DFT grids) instead of, or besides, molecules given as inputs")
     p.add_argument("--smiles-column", help="SMILES column of CSV inputs (default: a column named smiles)")
     p.add_argument("--format", choices=["table", "csv", "json"], help="output format (default: table on screen, "
                                                                       "or from the -o file's extension)")
@@ -78,15 +80,19 @@ def predict_records(model, records):
     geo = model.config.get("arch", {}).get("geometry")
     reads_3d = model.representation != "graph" or geo == "dataset"
     pred = model.predict(ds if ds.pos is not None and reads_3d else list(ds.smiles))
+    return _rows(model, records, pred, ds.smiles)
+
+
+def _rows(model, records, pred, smiles):
     rows = []
     for i, rec in enumerate(records):
-        row = {"input": rec.name, "smiles": str(ds.smiles[i])}
-        for k, t in enumerate(model.config["targets"]):
-            row[t] = None if math.isnan(pred.mean[i, k]) else float(pred.mean[i, k])
-            row[f"{t}_std"] = None if math.isnan(pred.std[i, k]) else float(pred.std[i, k])
+        row = {"input": rec.name, "smiles": str(smiles[i])}
+        for k, t in enumerate(model.specs):
+            row[t.name] = None if math.isnan(pred.mean[i, k]) else float(pred.mean[i, k])
+            row[f"{t.name}_std"] = None if math.isnan(pred.std[i, k]) else float(pred.std[i, k])
         row["warning"] = pred.flags[i]
         row["error"] = pred.errors.get(i, "")
-        if not ds.smiles[i] and not row["error"]:
+        if not smiles[i] and not row["error"]:
             row["error"] = "no SMILES (bonds could not be perceived from the coordinates)"
         rows.append(row)
     return rows
@@ -99,7 +105,7 @@ def _fmt(v, s):
 
 
 def format_table(model, rows) -> str:
-    targets = model.config["targets"]
+    targets = [t.name for t in model.specs]
     headers = ["input"] + [t.label for t in model.specs] + ["warning"]
     body = []
     for r in rows:
@@ -117,7 +123,7 @@ def format_csv(model, rows) -> str:
     import csv
     import io
 
-    targets = model.config["targets"]
+    targets = [t.name for t in model.specs]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["input", "smiles"] + [h for t in model.specs for h in (t.label, f"{t.name}_std [{t.unit}]")]
@@ -137,15 +143,29 @@ def format_json(model, rows) -> str:
     return json.dumps(out, indent=1) + "\n"
 
 
+def _store_rows(model, store):
+    """Rows for every record of a density store (volumetric models that read stored grids)."""
+    from elprop.data.load import DataSpec, load_data
+    if model.representation != "volume":
+        from elprop.core.dataset import InputError
+        raise InputError(f"--density-store is for volumetric models (cnn3d); this is a {model.config['model']} model")
+    ds = load_data(DataSpec(store=store))
+    pred = model.predict(ds)
+    return _rows(model, [ds[i] for i in range(len(ds))], pred, ds.smiles)
+
+
 def run_predict(args) -> int:
     from elprop.core.cache import atomic_write
     from elprop.core.dataset import InputError
     from elprop.pretrained import model_path
-    from elprop.train.estimator import PropertyModel
+    from elprop.train.saved import load_model
 
-    model = PropertyModel.load(args.model or model_path())
-    records = _collect(args.inputs, args.smiles_column)
-    rows = predict_records(model, records)
+    if not args.inputs and not args.density_store:
+        raise InputError("give SMILES strings or files to predict (or --density-store for a volumetric model)")
+    model = load_model(args.model or model_path())
+    rows = predict_records(model, _collect(args.inputs, args.smiles_column)) if args.inputs else []
+    if args.density_store:
+        rows += _store_rows(model, args.density_store)
     bad = [r for r in rows if r["error"]]
     if len(bad) == len(rows):
         raise InputError(bad[0]["error"] if len(bad) == 1 else

@@ -36,7 +36,8 @@ def atom_density(z: int, xc: str, basis: str, r: np.ndarray) -> tuple[np.ndarray
     mf = dft.UKS(mol)
     mf.xc = xc
     mf.conv_tol = 1e-10
-    mf = mf.newton()  # second-order SCF: open-shell atoms (F, O) can oscillate for hundreds of DIIS cycles
+    if mol.nao > 1:  # (one orbital, as H in STO-3G, has no rotation for Newton's method to make)
+        mf = mf.newton()  # second-order SCF: open-shell atoms (F, O) can oscillate for hundreds of DIIS cycles
     mf.kernel()
     if not mf.converged:
         raise RuntimeError(f"SCF of the free {SYMBOL[z]} atom did not converge ({xc}/{basis})")

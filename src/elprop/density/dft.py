@@ -26,10 +26,29 @@ class DFTSettings:
     max_cycle: int = 100
     grid_level: int = 3
     fallback_basis: str = "6-31g*"
+    charge: int = 0
+    spin: int | None = None  # 2S, the number of unpaired electrons; None: closed shell (an even electron count)
 
     def level(self) -> str:
+        state = "" if not self.charge and not self.spin else f", charge {self.charge}, 2S = {self.spin or 0}"
         return f"{self.xc.upper()}/{self.basis}" + (" (density fitting)" if self.density_fit else "") + \
-            f", XC grid level {self.grid_level}"
+            f", XC grid level {self.grid_level}{state}"
+
+    def spin_of(self, z) -> int:
+        """2S for a molecule with atomic numbers ``z``; ValueError with a one-line reason when the charge and
+        spin do not fit its electron count (an odd count needs --spin, or a --charge that makes it even)."""
+        n_el = int(np.sum(z)) - int(self.charge)
+        if n_el <= 0:
+            raise ValueError(f"charge {self.charge} leaves {n_el} electrons")
+        if self.spin is None:
+            if n_el % 2:
+                raise ValueError(f"odd electron count ({n_el} at charge {self.charge}): give --spin (2S, e.g. 1 for "
+                                 "a doublet) or a --charge that makes it even")
+            return 0
+        if self.spin < 0 or self.spin > n_el or (n_el - self.spin) % 2:
+            raise ValueError(f"spin 2S = {self.spin} does not fit {n_el} electrons (charge {self.charge}): "
+                             "2S and the electron count must be both even or both odd")
+        return int(self.spin)
 
     def attempts(self) -> list[dict]:
         """The SCF attempts in order: plain DIIS, level shift, damping with more cycles, smaller basis."""
@@ -43,15 +62,16 @@ class DFTSettings:
         return asdict(self)
 
 
-def build_mol(z, pos, basis: str):
+def build_mol(z, pos, basis: str, charge: int = 0, spin: int | None = None):
     from pyscf import gto
-    n_el = int(np.sum(z))
+    n_el = int(np.sum(z)) - charge
     return gto.M(atom=[[int(a), tuple(float(c) for c in p)] for a, p in zip(z, pos)], basis=basis,
-                 unit="Angstrom", charge=0, spin=n_el % 2, verbose=0)
+                 unit="Angstrom", charge=charge, spin=n_el % 2 if spin is None else spin, verbose=0)
 
 
 def run_scf(z, pos, settings: DFTSettings = DFTSettings(), attempts: list[dict] | None = None) -> dict:
-    """Closed-shell RKS on a neutral molecule (Å). Returns a dict with ``ok``, ``attempt`` (index of the attempt
+    """RKS (closed shell) or, with ``settings.spin`` > 0, UKS on a molecule (Å) of charge ``settings.charge``.
+    Returns a dict with ``ok``, ``attempt`` (index of the attempt
     that converged, -1 if none), ``log`` (one entry per attempt), and, when ok: ``energy_eV``, ``homo_eV``,
     ``lumo_eV``, ``dipole_D`` (3-vector), ``basis``, ``dm`` (AO density matrix), ``n_cycles``, ``wall_s``."""
     from pyscf import dft
@@ -59,16 +79,17 @@ def run_scf(z, pos, settings: DFTSettings = DFTSettings(), attempts: list[dict] 
     t0 = time.time()
     attempts = settings.attempts() if attempts is None else attempts
     log = []
-    if int(np.sum(z)) % 2:
-        return {"ok": False, "attempt": -1, "wall_s": 0.0,
-                "log": [{"name": "check", "error": "odd electron count: only closed-shell molecules are supported"}]}
+    try:
+        spin = settings.spin_of(z)
+    except ValueError as e:
+        return {"ok": False, "attempt": -1, "wall_s": 0.0, "log": [{"name": "check", "error": str(e)}]}
     for k, at in enumerate(attempts):
         t1 = time.time()
         basis = at.get("basis", settings.basis)
         entry = {"name": at["name"], "basis": basis}
         try:
-            mol = build_mol(z, pos, basis)
-            mf = dft.RKS(mol)
+            mol = build_mol(z, pos, basis, settings.charge, spin)
+            mf = dft.RKS(mol) if spin == 0 else dft.UKS(mol)
             mf.xc = settings.xc
             mf.grids.level = settings.grid_level
             if settings.density_fit:
@@ -90,13 +111,16 @@ def run_scf(z, pos, settings: DFTSettings = DFTSettings(), attempts: list[dict] 
         log.append(entry)
         if not mf.converged or not np.isfinite(energy):
             continue
-        occ = mf.mo_occ
-        e_mo = mf.mo_energy
+        occ = np.asarray(mf.mo_occ)
+        e_mo = np.asarray(mf.mo_energy)
         dip = mf.dip_moment(unit="Debye", verbose=0)
+        dm = np.asarray(mf.make_rdm1())
+        if dm.ndim == 3:  # UKS: the total density of both spins
+            dm = dm[0] + dm[1]
         return {"ok": True, "attempt": k, "log": log, "basis": basis, "energy_eV": float(energy) * HARTREE_TO_EV,
                 "homo_eV": float(e_mo[occ > 0].max()) * HARTREE_TO_EV,
                 "lumo_eV": float(e_mo[occ == 0].min()) * HARTREE_TO_EV if (occ == 0).any() else float("nan"),
-                "dipole_D": np.asarray(dip, dtype=np.float64), "dm": np.asarray(mf.make_rdm1()),
+                "dipole_D": np.asarray(dip, dtype=np.float64), "dm": dm, "spin": spin,
                 "n_cycles": len(cycles), "wall_s": time.time() - t0}
     return {"ok": False, "attempt": -1, "log": log, "wall_s": time.time() - t0}
 

@@ -61,7 +61,7 @@ def _compute_one(kind, params, z, pos, grid, threads):
 
 # --- parameters of each kind ---------------------------------------------------------------------------------
 def kind_params(kind: str, blur: float, *, xc="b3lyp", basis="6-31g(2df,p)", density_fit=True, fallback_basis="6-31g*",
-                grid_level=3, form="coulomb", softening=0.3, width=0.3, attempts=None) -> dict:
+                grid_level=3, form="coulomb", softening=0.3, width=0.3, attempts=None, charge=0, spin=None) -> dict:
     """The parameters stored with a kind (a rerun must use the same ones)."""
     from elprop.density.dft import DFTSettings
     if kind == "promolecular":
@@ -70,7 +70,7 @@ def kind_params(kind: str, blur: float, *, xc="b3lyp", basis="6-31g(2df,p)", den
         return {"blur": 0.0, "form": form, "softening": softening, "width": width}
     if kind == "dft":
         s = DFTSettings(xc=xc, basis=basis, density_fit=density_fit, fallback_basis=fallback_basis,
-                        grid_level=int(grid_level))
+                        grid_level=int(grid_level), charge=int(charge), spin=None if spin is None else int(spin))
         p = {"blur": blur, "settings": asdict(s)}
         if attempts is not None:
             p["attempts"] = attempts
@@ -85,7 +85,8 @@ def level_of_theory(kind: str, params: dict) -> str:
         return f"sum of free atoms, UKS {params['xc'].upper()}/{params['basis']} (PySCF), spherically averaged"
     if kind == "potential":
         return describe(params["form"], params["softening"], params["width"])
-    return "RKS " + DFTSettings(**params["settings"]).level() + " (PySCF)"
+    s = DFTSettings(**params["settings"])
+    return ("UKS " if s.spin else "RKS ") + s.level() + " (PySCF)"
 
 
 # --- the driver ----------------------------------------------------------------------------------------------

@@ -82,3 +82,64 @@ class VolumeSet:
     def __setstate__(self, d):
         self.__dict__.update(d)
         self._store = DensityStore(self.path)
+
+
+COMPUTABLE = ("promolecular", "potential")  # kinds cheap enough to compute for a molecule at prediction time
+
+
+def store_grid_facts(store) -> dict:
+    """What a volumetric model needs to rebuild its inputs for new molecules: the grid and each kind's
+    parameters (saved with the model)."""
+    st = open_store(store)
+    return {"grid": dict(st.grid_params), "kinds": {k: st.kind_attrs(k).get("params", {}) for k in st.kinds}}
+
+
+class MoleculeVolumes:
+    """Grids computed on the fly for molecules outside any store (SMILES embedded with ETKDG + MMFF, or the
+    structures of xyz/sdf input), on the grid and with the kind parameters of the store a model trained on.
+    Same interface as :class:`VolumeSet`. Only the cheap kinds (promolecular, potential) can be computed here."""
+
+    def __init__(self, molecules, channels, facts: dict):
+        from elprop.chem.graphs import element_counts
+        from elprop.density.generate import compute_batch
+        from elprop.density.grid import molecule_grid
+        self.channels = list(channels)
+        g = facts.get("grid") or {}
+        if not g:
+            raise InputError("this volumetric model was saved without its grid; predict store records with "
+                             "--density-store")
+        costly = [c for c in self.channels if c not in COMPUTABLE]
+        if costly:
+            raise InputError(f"this model reads {', '.join(costly)} grids, which are not computed at prediction time; "
+                             f"predict the records of a density store that has them (--density-store), or train on "
+                             f"{' or '.join(COMPUTABLE)} grids")
+        n = int(g["shape"])
+        self.shape = (len(self.channels), n, n, n)
+        self.x = np.zeros((len(molecules),) + self.shape, np.float32)
+        self.valid = np.zeros(len(molecules), bool)
+        self.errors = {}
+        for i, m in enumerate(molecules):
+            if isinstance(m, str):  # an error message from the caller (e.g. a SMILES that did not embed)
+                self.errors[i] = m
+                continue
+            grid = molecule_grid(m.pos, n, float(g["box_A"]))
+            ok = True
+            for c, kind in enumerate(self.channels):
+                res = compute_batch(kind, facts["kinds"][kind], [(i, m.z, m.pos, grid.center, n, grid.spacing)])[0][1]
+                if not res["ok"]:
+                    self.errors[i], ok = res.get("error", f"cannot compute the {kind} grid"), False
+                    break
+                self.x[i, c] = res["density"]
+            self.valid[i] = ok
+        self.counts = element_counts([[] if isinstance(m, str) else list(m.z) for m in molecules])
+
+    @property
+    def in_dim(self) -> int:
+        return self.shape[0]
+
+    def __len__(self):
+        return len(self.valid)
+
+    def batch(self, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        return {"x": torch.from_numpy(self.x[idx]), "counts": torch.from_numpy(self.counts[idx])}

@@ -86,8 +86,10 @@ def partial_dependence_plot(path, model, X, features, target, unit="eV"):
 
 def heatmap_plot(path, hosts, guests, values, target, unit="eV", title="predicted"):
     plt = _plt()
-    hs = list(dict.fromkeys(hosts))
-    gs = list(dict.fromkeys(guests))
+    # one element order for both axes (first appearance as host, then as guest), so the diagonal is host == guest
+    order = list(dict.fromkeys(list(hosts) + list(guests)))
+    hs = [e for e in order if e in set(hosts)]
+    gs = [e for e in order if e in set(guests)]
     M = np.full((len(hs), len(gs)), np.nan)
     for h, g, v in zip(hosts, guests, values):
         M[hs.index(h), gs.index(g)] = v

@@ -121,6 +121,34 @@ class DensityModel:
             rho = self.net({"x": torch.from_numpy(x)[None].to(dev), "pro": torch.from_numpy(pro)[None, None].to(dev)})
         return grid, rho[0, 0].cpu().numpy()
 
+    # --- the estimator protocol: what `elprop predict` reports for a molecule -------------------------------
+    representation = "density-map"
+
+    @property
+    def specs(self):
+        """The quantities ``predict`` derives from a predicted density: its electron count and dipole moment."""
+        from elprop.core.units import TargetSpec
+        return [TargetSpec("electrons", "e", extensive=True), TargetSpec("dipole", "D")]
+
+    def predict(self, data):
+        """Predicted densities of molecules (a Dataset with 3D structures, or SMILES embedded with ETKDG + MMFF),
+        reduced to ``specs``: the electron count ∫ρ and the dipole |μ| of nuclei plus ρ. No σ (NaN)."""
+        from elprop.train.estimator import Prediction, _structures
+        mols = _structures(data)
+        mean = np.full((len(mols), 2), np.nan)
+        errors = {}
+        for i, m in enumerate(mols):
+            if isinstance(m, str):
+                errors[i] = m
+                continue
+            try:
+                grid, rho = self.predict_molecule(m.z, m.pos)
+            except InputError as e:
+                errors[i] = str(e)
+                continue
+            mean[i] = [float(rho.sum() * grid.voxel_volume), float(np.linalg.norm(grid_dipole(rho, grid, m.z, m.pos)))]
+        return Prediction(mean, np.full_like(mean, np.nan), [""] * len(mols), errors)
+
     def save(self, path, card: str | None = None) -> Path:
         from elprop.train.saved import write_model_dir
         return write_model_dir(path, self.config, [self.net.state_dict()], card)

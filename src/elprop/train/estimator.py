@@ -55,11 +55,12 @@ class PropertyModel:
         from elprop.chem.graphs import dataset_graphs, dataset_points, dataset_structures, featurize_smiles
         if self.representation == "volume":
             store = getattr(data, "density_store", None)
-            if store is None:
-                raise InputError(f"model {self.config['model']!r} reads density grids: give a density store "
-                                 "(elprop train/evaluate --density-store STORE)")
-            from elprop.density.volumes import VolumeSet
-            return VolumeSet(store, self.config["channels"], records=data.record_index)
+            if store is not None:
+                from elprop.density.volumes import VolumeSet
+                return VolumeSet(store, self.config["channels"], records=data.record_index)
+            from elprop.density.volumes import MoleculeVolumes
+            facts = {k: self.config[k] for k in ("grid", "kinds") if k in self.config}
+            return MoleculeVolumes(_structures(data), self.config["channels"], facts)
         if self.representation == "graph":
             geo = self.config.get("arch", {}).get("geometry")
             structures = None
@@ -241,6 +242,9 @@ class PropertyModel:
         m.saved_config = cfg
         m.sigma_calibrated = bool(cfg.get("sigma_calibrated", "sigma_scale" in cfg))
         m.tta = int(cfg.get("tta", 0))
+        for k in ("grid", "kinds"):  # volumetric models: the store's grid and kind parameters
+            if k in cfg:
+                m.config[k] = cfg[k]
         for sd in read_members(path):
             net = m._new_net(cfg.get("in_dim"))
             net.load_state_dict(sd)
@@ -300,6 +304,21 @@ def _domain(ds: Dataset, rep, tr) -> dict:
     seen = [COUNT_Z[j] for j in range(len(COUNT_Z)) if rep.counts[tr, j].sum() > 0]
     return {"max_heavy_atoms": int(heavy.max()), "max_atoms": int(total.max()), "elements": seen,
             "n_train": int(len(tr))}
+
+
+def _structures(data) -> list:
+    """Molecules with 3D structures for a Dataset (its own coordinates) or SMILES (ETKDG + MMFF); an error
+    message in place of a molecule that cannot be embedded."""
+    from elprop.chem.rdkit_utils import embed_3d
+    if isinstance(data, Dataset) and data.pos is not None:
+        return [data[i] for i in range(len(data))]
+    out = []
+    for s in (data.smiles if isinstance(data, Dataset) else data):
+        try:
+            out.append(embed_3d(str(s)))
+        except InputError as e:
+            out.append(str(e))
+    return out
 
 
 def _embed_points(smiles):

@@ -93,7 +93,11 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     # training time from the members' histories, so a resumed run reports all of it, not just the last call
     train_s = sum(float(h[-1]["time_s"]) for h in _by_member(hist)) if hist else wall
     card = model_card(est, config, rows, train_s, card_extra)
-    est.save(run_dir / "model", card=card, extra={"split_seed": seed, "data": ds.source})
+    extra = {"split_seed": seed, "data": ds.source}
+    if ds.density_store is not None:  # volumetric models rebuild their inputs for new molecules from these
+        from elprop.density.volumes import store_grid_facts
+        extra.update(store_grid_facts(ds.density_store))
+    est.save(run_dir / "model", card=card, extra=extra)
     return est, rows
 
 
