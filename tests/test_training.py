@@ -78,8 +78,10 @@ def test_resume_after_kill_continues_not_restarts(qm9_small, tmp_path, ema):
     assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
     assert [r["val_l1_scaled"] for r in resumed] == pytest.approx([r["val_l1_scaled"] for r in fresh], rel=1e-4)
     if ema:  # validation used the averaged weights, which differ from the raw ones
-        raw = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
-        assert any(not torch.equal(raw["model"][k], raw["ema"][k]) for k in raw["model"])
+        ck = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)
+        raw = {k[len("net."):]: v for k, v in ck["state_dict"].items()}
+        ema_w = next(v["avg"] for k, v in ck["callbacks"].items() if "EMA" in k)
+        assert any(not torch.equal(raw[k], ema_w[k]) for k in raw)
 
 
 def test_dropout_model_saves_and_predicts_deterministically(qm9_small, tmp_path):

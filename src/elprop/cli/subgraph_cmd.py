@@ -292,6 +292,7 @@ def run_path(args) -> int:
     """The regularisation path, scored on a validation split at each λ; the test split is scored once, at the λ
     with the lowest validation MAE."""
     from elprop.core.cache import write_csv
+    from elprop.core.dataset import InputError
     from elprop.data.splits import random_split
     from elprop.subgraph.molgraph import pattern_smarts
     from elprop.subgraph.report import write_report

@@ -54,6 +54,18 @@ def add_train_parser(sub):
     p.add_argument("--device-memory", help="with cnn3d: report the largest batch that fits this memory (e.g. 80GiB)")
     p.add_argument("--device", default="auto",
                    help="where to train: auto (a CUDA GPU if PyTorch sees one, else the CPU), cpu, cuda, cuda:1")
+    p.add_argument("--devices", default="auto",
+                   help="Lightning: how many devices (processes) to train on, e.g. 2, or a list such as 0,1; with "
+                        "--strategy ddp on the CPU each device is one process (gloo). Default auto: the --device")
+    p.add_argument("--num-nodes", type=int, default=1, help="Lightning: machines to train on (default 1; see "
+                                                            "docs/training.md for SLURM)")
+    p.add_argument("--strategy", default="auto",
+                   help="Lightning strategy: auto (default), ddp, ddp_spawn, fsdp, ... (--batch-size is per process)")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="also write the resumable checkpoint every STEPS optimiser steps (default: every 2 minutes "
+                        "and at each epoch's end)")
+    p.add_argument("--precision",
+                   help="Lightning precision: 32-true, bf16-mixed, 16-mixed, 64-true (default: from --amp)")
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 mixed precision (auto: on for volumetric models on a GPU, off otherwise)")
     p.add_argument("--grad-checkpoint", choices=["auto", "on", "off"], default="auto",
@@ -167,20 +179,62 @@ def run_train(args) -> int:
                             data_units=ds.target_units)
     n_train, n_val = _size(args.n_train), _size(args.n_val)
     run_dir = out_dir(args, f"{args.model}-{'-'.join(names)}")
-    print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets "
-          f"{', '.join(t.label for t in specs)}")
+    if _launched_rank() == 0:
+        print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets "
+              f"{', '.join(t.label for t in specs)}")
     weights = [t.weight for t in specs] if any(t.weight != 1.0 for t in specs) else None
-    _, rows = train_run(ds, run_dir, model=args.model, targets=specs, features=args.features,
+    est, rows = train_run(ds, run_dir, model=args.model, targets=specs, features=args.features,
                         dim=args.dim, layers=args.layers, ensemble=args.ensemble, split=args.split,
                         split_file=args.split_file, n_train=n_train, n_val=n_val, seed=args.seed,
                         epochs=args.epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
                         weight_decay=args.weight_decay, dropout=args.dropout, ema=args.ema,
                         channels=_targets(args.channels) if args.channels else None,
                         arch=_arch(args), tta=args.tta, device=args.device_obj, amp=args.amp_on,
-                        checkpointing=args.ckpt_on, progress=not args.no_progress, target_weights=weights)
+                        checkpointing=args.ckpt_on, progress=not args.no_progress, target_weights=weights,
+                        trainer=_trainer_options(args))
+    if _rank(est) != 0:  # DDP: process 0 reports
+        return 0
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
     return 0
+
+
+def _trainer_options(args) -> dict:
+    """--devices/--num-nodes/--strategy/--precision for the Lightning Trainer (defaults left out)."""
+    from elprop.core.dataset import InputError
+    opts = {}
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 1:
+            raise InputError("--checkpoint-every must be at least 1 step")
+        opts["ckpt_every_steps"] = args.checkpoint_every
+    if args.devices != "auto":
+        d = str(args.devices)
+        try:
+            opts["devices"] = [int(v) for v in d.split(",")] if "," in d else int(d)
+        except ValueError:
+            raise InputError(f"--devices {d!r}: give a number (2) or a list of device indices (0,1)") from None
+    if args.num_nodes != 1:
+        if args.num_nodes < 1:
+            raise InputError("--num-nodes must be at least 1")
+        opts["num_nodes"] = args.num_nodes
+    if args.strategy != "auto":
+        opts["strategy"] = args.strategy
+    if args.precision:
+        valid = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true", "64", "bf16-true", "16-true")
+        if args.precision not in valid:
+            raise InputError(f"--precision {args.precision!r}: one of {', '.join(valid)}")
+        opts["precision"] = args.precision
+    return opts
+
+
+def _rank(model) -> int:
+    return int(getattr(model, "rank", 0))
+
+
+def _launched_rank() -> int:
+    """The rank of a process Lightning launched for DDP (0 in the first, or only, process)."""
+    import os
+    return int(os.environ.get("NODE_RANK", 0)) * 1000 + int(os.environ.get("LOCAL_RANK", 0))
 
 
 def print_metrics(rows):
@@ -200,13 +254,15 @@ def _run_hk(args) -> int:
     n_train, n_val = _size(args.n_train), _size(args.n_val)
     from elprop.models.cnn3d import stage_widths
     widths = stage_widths(args.dim, args.layers)
-    _, rows = hk_train_run(args.density_store, run_dir, channels=_targets(args.channels), widths=widths,
+    est, rows = hk_train_run(args.density_store, run_dir, channels=_targets(args.channels), widths=widths,
                            split=args.split, split_file=args.split_file, n_train=n_train, n_val=n_val,
                            seed=args.seed, epochs=args.epochs, time_budget=args.time_budget,
                            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, ema=args.ema,
                            crop=args.crop, augment=_arch(args).get("augment"),
                            device=args.device_obj, amp=args.amp_on, checkpointing=args.ckpt_on,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, trainer=_trainer_options(args))
+    if _rank(est) != 0:
+        return 0
     print_density_metrics(rows)
     print(f"saved model: {run_dir / 'model'}; density slice: {run_dir / 'plots'}")
     return 0

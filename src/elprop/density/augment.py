@@ -90,6 +90,26 @@ def augment(x: torch.Tensor, mode: str, max_shift: float = 0.5) -> torch.Tensor:
     return x
 
 
+class GridAugment:
+    """The training transform of the volumetric families, applied to a batch before it reaches the network (a
+    network never changes its own input): one random draw per sample moves the grids under ``keys`` together
+    (cnn3d: the input; the HK map: input, promolecular and target densities)."""
+
+    def __init__(self, mode: str, max_shift: float = 0.5, keys=("x",)):
+        self.mode, self.max_shift, self.keys = augment_mode(mode), float(max_shift), tuple(keys)
+
+    def __call__(self, batch: dict) -> dict:
+        if self.mode == "none":
+            return batch
+        parts = [batch[k] for k in self.keys]
+        moved = augment(torch.cat(parts, 1) if len(parts) > 1 else parts[0], self.mode, self.max_shift)
+        out, c = dict(batch), 0
+        for k, part in zip(self.keys, parts):
+            out[k] = moved[:, c:c + part.shape[1]]
+            c += part.shape[1]
+        return out
+
+
 def random_transforms(batch: int, rng: np.random.Generator, max_shift: float = 0.5,
                       rotate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniform rotations and uniform shifts in [-max_shift, max_shift] voxels per axis."""

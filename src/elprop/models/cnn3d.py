@@ -120,11 +120,13 @@ class PropertyCNN(nn.Module):
         self.n_targets = n_targets
         self.checkpointing = False  # gradient checkpointing per stage (set on GPU for large grids)
 
+    def train_transform(self):
+        """Real-time augmentation in training, a fresh draw per sample (applied by the trainer, not here)."""
+        from elprop.density.augment import GridAugment
+        return GridAugment(self.augment, self.max_shift, keys=("x",))
+
     def forward(self, batch):
         x = batch["x"] if isinstance(batch, dict) else batch
-        if self.augment != "none" and self.training:  # real-time augmentation: a fresh draw per sample
-            from elprop.density.augment import augment
-            x = augment(x, self.augment, self.max_shift)
         if self.pool > 1:  # block averages keep the charge: coarser voxels, same integral
             x = F.avg_pool3d(x, self.pool)
         h = self.stem(torch.asinh(x / self.input_scale))  # compresses the density's dynamic range

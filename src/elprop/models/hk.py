@@ -72,12 +72,13 @@ class HKMap(nn.Module):
             delta = delta - pro * (delta.sum(dims, keepdim=True) / pro.sum(dims, keepdim=True).clamp(min=1e-12))
         return pro + delta
 
+    def train_transform(self):
+        """Real-time augmentation in training: input, promolecular and DFT grids moved together (applied by the
+        trainer before ``loss``)."""
+        from elprop.density.augment import GridAugment
+        return GridAugment(self.augment, self.max_shift, keys=("x", "pro", "y"))
+
     def loss(self, batch):
-        if self.training and self.augment != "none":
-            from elprop.density.augment import augment
-            c = batch["x"].shape[1]
-            both = augment(torch.cat([batch["x"], batch["pro"], batch["y"]], 1), self.augment, self.max_shift)
-            batch = {"x": both[:, :c], "pro": both[:, c:c + 1], "y": both[:, c + 1:c + 2]}
         if self.training and self.crop and self.crop < batch["x"].shape[-1]:
             batch = random_crop(batch, self.crop)
         pred = self(batch)

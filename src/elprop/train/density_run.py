@@ -69,7 +69,7 @@ class DensityModel:
                      crop=self.config.get("crop", 0), augment=self.config.get("augment", "so3"))
 
     def fit(self, store, split, out_dir, *, epochs=100, time_budget=None, batch_size=4, lr=1e-3, weight_decay=1e-5,
-            ema=0.0, progress=True, log=print, device="cpu", amp=False, checkpointing=False):
+            ema=0.0, progress=True, log=print, device="cpu", amp=False, checkpointing=False, trainer=None):
         from elprop.train.loop import train_network
         st = open_store(store)
         self.config["grid"] = st.grid_params
@@ -82,7 +82,8 @@ class DensityModel:
         train_network(self.net, rep, None, np.asarray(split["train"]), np.asarray(split.get("val", [])),
                       Path(out_dir), epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, ema=ema, seed=self.config["seed"], progress=progress, log=log,
-                      device=device, amp=amp)
+                      device=device, amp=amp, **(trainer or {}))
+        self.rank = getattr(self.net, "trainer_rank", 0)
         self.net.checkpointing = False
         return self
 
@@ -252,7 +253,7 @@ def slice_figure(path, st: DensityStore, i: int, pred: np.ndarray, title: str = 
 def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 64), split="random",
                  split_file=None, n_train=0.8, n_val=0.1, seed=0, epochs=100, time_budget=None, batch_size=4,
                  lr=1e-3, weight_decay=1e-5, ema=0.0, crop=0, augment=None, device="cpu", amp=False,
-                 checkpointing=False, progress=True, log=print):
+                 checkpointing=False, progress=True, log=print, trainer=None):
     """Train the HK map on a store and write ``run_dir`` like a property run; returns (model, metric rows).
     ``augment``: so3, octahedral or none (None: the HK map's default, octahedral)."""
     from elprop.data.splits import load_split, make_split, save_split
@@ -283,7 +284,9 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     t0 = time.time()
     model.fit(st, sp, run_dir / "checkpoints" / "member_0", epochs=epochs, time_budget=time_budget,
               batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress, log=log,
-              device=device, amp=amp, checkpointing=checkpointing)
+              device=device, amp=amp, checkpointing=checkpointing, trainer=trainer)
+    if model.rank != 0:  # DDP: process 0 evaluates and saves
+        return model, []
     train_s = time.time() - t0
     rows, per_mol = [], []
     for part in ("val", "test"):

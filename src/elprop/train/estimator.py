@@ -5,8 +5,6 @@ training-domain facts), ``member_<k>.safetensors`` (one per ensemble member) and
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +42,7 @@ class PropertyModel:
         self.domain: dict = {}
         self.sigma_scale = np.ones(len(self.config["targets"]))
         self.sigma_calibrated = False
+        self.rank = 0
 
     # --- representation ----------------------------------------------------------------------------
     @property
@@ -92,9 +91,10 @@ class PropertyModel:
     # --- fit ---------------------------------------------------------------------------------------
     def fit(self, ds: Dataset, split: dict, out_dir, *, epochs=100, time_budget=None, batch_size=128, lr=1e-3,
             weight_decay=1e-5, ema=0.0, progress=True, log=print, rep=None, device="cpu", amp=False,
-            checkpointing=False, target_weights=None):
+            checkpointing=False, target_weights=None, trainer=None):
         """Train on ``split['train']`` (validation on ``split['val']``); ``rep`` is ``self.represent(ds)`` if the
-        caller already has it. ``target_weights``: one loss weight per target (default: equal)."""
+        caller already has it. ``target_weights``: one loss weight per target (default: equal). ``trainer``:
+        options of the Lightning Trainer (devices, num_nodes, strategy, precision; ``train_lightning``)."""
         torch.manual_seed(self.config["seed"])
         rep = self.represent(ds) if rep is None else rep
         y = np.column_stack([ds.target(t) for t in self.config["targets"]])
@@ -121,10 +121,13 @@ class PropertyModel:
             train_network(net, rep, y_s, tr, va, Path(out_dir) / f"member_{k}", epochs=epochs,
                           time_budget=per_member, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                           ema=ema, seed=self.config["seed"] + k, progress=progress, log=log, device=device,
-                          amp=amp, target_weights=target_weights)
+                          amp=amp, target_weights=target_weights, **(trainer or {}))
+            self.rank = getattr(net, "trainer_rank", 0)  # under DDP, only process 0 goes on to evaluate and save
             if hasattr(net, "checkpointing"):
                 net.checkpointing = False
             self.nets.append(net)
+        if self.rank != 0:
+            return self
         if len(va):
             self.calibrate(rep, va, y[va])
         else:

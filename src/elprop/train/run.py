@@ -35,7 +35,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
               progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
-              checkpointing=False, target_weights=None):
+              checkpointing=False, target_weights=None, trainer=None):
     """Train and evaluate, writing ``run_dir``. When ``ds`` was cut from larger data (``--limit``: its
     ``parent_index``), split.json holds indices of the larger data, so ``elprop evaluate`` on the full data
     scores the same molecules. ``targets``: names or TargetSpecs."""
@@ -65,7 +65,8 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   dropout=dropout, ema=ema, channels=channels, arch=arch or {}, tta=tta, device=str(device), amp=amp,
-                  gradient_checkpointing=checkpointing, target_weights=target_weights, data=ds.source, n_molecules=len(ds),
+                  gradient_checkpointing=checkpointing, target_weights=target_weights, trainer=trainer or {},
+                  data=ds.source, n_molecules=len(ds),
                   machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     est = PropertyModel(model, specs, features, dim, layers, ensemble, seed, dropout, channels, arch)
@@ -74,7 +75,9 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     rep = est.represent(ds)  # once, for training and for the evaluation below
     est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, ema=ema, rep=rep, progress=progress, log=log, device=device, amp=amp,
-            checkpointing=checkpointing, target_weights=target_weights)
+            checkpointing=checkpointing, target_weights=target_weights, trainer=trainer)
+    if est.rank != 0:  # DDP: process 0 evaluates and saves
+        return est, []
     wall = time.time() - t0
     rows = []
     for name in ("val", "test"):
