@@ -95,7 +95,7 @@ def property_run(args, out, store, name, model, extra=()):
 def rotation_spread(model_dir, store, test_idx, n_rot: int):
     """Per target: mean over molecules of the std over rotations; MAE stored / rotated / TTA."""
     from elprop.core.units import TARGETS
-    from elprop.density.volumes import VolumeSet, store_dataset
+    from elprop.represent.volume import VolumeSet, store_dataset
     from elprop.train.estimator import PropertyModel, _Rotated
     from elprop.train.loop import predict_scaled
     m = PropertyModel.load(model_dir)
@@ -124,8 +124,8 @@ def throughput(store, kind: str, channels, dim, layers, batch, pool=1, crop=0, s
     import torch
 
     from elprop.models import build_model
-    from elprop.train.density_run import HKSet
-    from elprop.density.volumes import VolumeSet
+    from elprop.represent.hk import HKSet
+    from elprop.represent.volume import VolumeSet
     from elprop.train.device import autocast, to_device
     arch = {"pool": pool} if kind == "cnn3d" and pool > 1 else ({"crop": crop} if crop else {})
     net = build_model(kind, [False] * len(PROPS), in_dim=len(channels), dim=dim, layers=layers, **arch).to(device)

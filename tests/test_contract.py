@@ -79,7 +79,7 @@ def test_predict_xyz_with_a_geometry_dataset_model(cli, tmp_path, qm9):
 def test_graph_cache_key_includes_the_coordinates(qm9, tmp_path):
     """Under --geometry dataset the cached graphs hold distances from the data's coordinates: the same SMILES
     with other coordinates must not reuse them."""
-    from elprop.chem.graphs import dataset_graphs
+    from elprop.represent.graph import dataset_graphs
     ds = qm9.subset(np.arange(20))
     a = dataset_graphs(ds, "element", geometry="dataset")
     moved = qm9.subset(np.arange(20))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from elprop.chem.features import FEATURE_SETS, feature_dim, featurize_mol
-from elprop.chem.graphs import featurize_smiles
+from elprop.represent.graph import featurize_smiles
 from elprop.chem.rdkit_utils import embed_3d, mol_from_smiles
 from elprop.core.dataset import InputError
 from elprop.models import build_model
@@ -115,7 +115,7 @@ def test_mmff_geometry_for_cages_etkdg_cannot_embed():
 
 
 def test_dataset_geometry_matches_structure_atoms_to_smiles_atoms():
-    from elprop.chem.graphs import dataset_structures
+    from elprop.represent.graph import dataset_structures
     from elprop.core.dataset import Dataset, Molecule
     m = embed_3d("CC(=O)NCc1ccccc1")  # heavy atoms first, in SMILES order
     n_heavy = int((m.z > 1).sum())

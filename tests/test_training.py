@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from elprop.chem.graphs import featurize_smiles
+from elprop.represent.graph import featurize_smiles
 from elprop.models import build_model
 from elprop.train.estimator import PropertyModel
 from elprop.train.loop import train_network

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from elprop.density.augment import augment_batch, octahedral_batch, rotate_grids, torch_rotations
+from elprop.represent.transforms import augment_batch, octahedral_batch, rotate_grids, torch_rotations
 from elprop.density.grid import molecule_grid, random_rotation
 from elprop.density.promolecular import promolecular_density
 from elprop.models.cnn3d import PropertyCNN, UNet3d, memory_estimate, parse_bytes

@@ -101,7 +101,7 @@ def _write_kind(model, args) -> int:
 
     from elprop.core.dataset import InputError
     from elprop.density.store import DONE, DensityStore
-    from elprop.train.density_run import HKSet
+    from elprop.represent.hk import HKSet
     st = DensityStore(args.density_store, mode="r+")
     if st.grid_params["shape"] != model.config["grid"]["shape"] or \
             abs(st.grid_params["box_A"] - model.config["grid"]["box_A"]) > 1e-9:

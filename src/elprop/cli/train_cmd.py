@@ -17,12 +17,9 @@ Run again with the same --out to resume after a kill: the split, checkpoints and
 (--runs-dir DIR --name NAME is the older spelling of --out DIR/NAME.)
 """
 
-# options of one model family or another: refused, with exit 2, by a family that does not list them
-# (models.MODELS[...]["options"]); value = the parser default
-FAMILY_FLAGS = {"features": "extended", "heads": 0, "readout": "pool", "geometry": None, "ensemble": 1,
-                "dropout": 0.0, "targets": None, "target_weights": None, "units": None, "extensive": None,
-                "pool": 1, "augment": None, "no_augment": False, "tta": 0, "crop": 0, "channels": None,
-                "device_memory": None}
+# options every property family takes, with their parser defaults (the families' own options: models.OPTIONS)
+PROPERTY_FLAGS = {"ensemble": 1, "dropout": 0.0, "targets": None, "target_weights": None, "units": None,
+                  "extensive": None}
 
 
 def _size(x: float):
@@ -35,10 +32,9 @@ def _targets(s):
 
 
 def add_train_parser(sub):
-    from elprop.chem.features import FEATURE_SETS
-    from elprop.models import MODELS
-
     from elprop.cli.options import add_data_options, add_out_option
+    from elprop.models.registry import MODELS, OPTIONS, _load_plugins
+    _load_plugins()
     p = sub.add_parser("train", help="train a model and write its run folder (--out)",
                        description="Train a property model. Writes --out DIR: config.json, split.json, "
                                    "metrics.csv (MAE/RMSE/R² per target, with units), history.csv, checkpoints/, "
@@ -47,11 +43,12 @@ def add_train_parser(sub):
     add_data_options(p)
     add_out_option(p, runs_aliases=True)
     p.add_argument("--model", default="bondgraph", choices=sorted(MODELS),
-                   help="bondgraph: 2D graph from SMILES; schnet: 3D distances (needs coordinates)")
-    p.add_argument("--channels",
-                   help="density kinds stacked as input channels (cnn3d default: dft; hk-unet default: "
-                        "promolecular; e.g. promolecular,potential)")
-    p.add_argument("--device-memory", help="with cnn3d: report the largest batch that fits this memory (e.g. 80GiB)")
+                   help="the model family (default: bondgraph): " + "; ".join(
+                       f"{n}: {f.description}" for n, f in MODELS.items()))
+    fam = p.add_argument_group("options of some model families (the others refuse them)")
+    for o in OPTIONS.values():
+        o.add_to(fam, [n for n, f in MODELS.items() if o.dest in f.option_names()])
+    fam.add_argument("--no-augment", action="store_true", help="the same as --augment none")
     p.add_argument("--device", default="auto",
                    help="where to train: auto (a CUDA GPU if PyTorch sees one, else the CPU), cpu, cuda, cuda:1")
     p.add_argument("--devices", default="auto",
@@ -71,22 +68,6 @@ def add_train_parser(sub):
     p.add_argument("--grad-checkpoint", choices=["auto", "on", "off"], default="auto",
                    help="volumetric models: gradient checkpointing per stage, trading compute for activation "
                         "memory (auto: on on a GPU when the batch would not fit its memory otherwise)")
-    p.add_argument("--pool", type=int, default=1,
-                   help="cnn3d: average-pool the input grids by this factor after augmentation (2: 48³ -> 24³, "
-                        "8x less work; default 1)")
-    p.add_argument("--augment", choices=["so3", "octahedral", "none"],
-                   help="cnn3d/hk-unet: real-time augmentation in training. so3: a uniform random rotation and a "
-                        "sub-voxel shift per sample, resampled (cnn3d default); octahedral: one of the 48 exact "
-                        "symmetries of the cubic grid, axis permutations and flips, no resampling (hk-unet "
-                        "default); none")
-    p.add_argument("--no-augment", action="store_true", help="the same as --augment none")
-    p.add_argument("--tta", type=int, default=0,
-                   help="cnn3d: test-time augmentation, averaging predictions over this many random rotations")
-    p.add_argument("--crop", type=int, default=0,
-                   help="hk-unet: train on random sub-cubes of this many voxels per side around the molecule "
-                        "(a multiple of 2^(layers-1); predictions are on whole grids; default 0: whole grids)")
-    p.add_argument("--features", default="extended", choices=sorted(FEATURE_SETS),
-                   help="atom feature set of the bondgraph model (default: extended)")
     p.add_argument("--dim", type=int, default=128, help="hidden width (default: 128)")
     p.add_argument("--layers", type=int, default=4, help="message-passing layers (default: 4)")
     p.add_argument("--ensemble", type=int, default=1, help="deep-ensemble size (default: 1, mean-variance only)")
@@ -101,17 +82,6 @@ def add_train_parser(sub):
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine-decayed (default: 1e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay (default: 1e-5)")
-    p.add_argument("--heads", type=int, default=0,
-                   help="bondgraph: attention heads per layer, with logits biased by bond and distance codes "
-                        "(default: 0, filter messages only)")
-    p.add_argument("--readout", choices=["pool", "attention"], default="pool",
-                   help="bondgraph: intensive targets from mean/max pooling (pool, default) or pooling plus an "
-                        "attention-weighted sum of per-atom values (attention)")
-    p.add_argument("--geometry", choices=["mmff", "dataset"],
-                   help="bondgraph: also read heavy-atom 3D distances, from one seeded ETKDG + MMFF94 conformer per "
-                        "SMILES (mmff: embedded once and cached; predictions from SMILES embed the same way) or from "
-                        "the data's own structures (dataset: e.g. the QM9 DFT geometries; predictions then need "
-                        "xyz/sdf input). Default: 2D only")
     p.add_argument("--target-weights", metavar="T=W,...",
                    help="loss weights per target, e.g. U0_atom=0.3 (others 1; a target with slack can give "
                         "capacity to the others)")
@@ -126,12 +96,13 @@ def add_train_parser(sub):
 def _check_family_options(args):
     """Refuse, with exit 2, the options another family takes but this one would ignore."""
     from elprop.core.dataset import InputError
-    from elprop.models import MODELS
-    allowed = MODELS[args.model]["options"]
-    for dest, default in FAMILY_FLAGS.items():
+    from elprop.models import MODELS, OPTIONS
+    allowed = MODELS[args.model].option_names()
+    flags = dict(PROPERTY_FLAGS, no_augment=False, **{d: o.default for d, o in OPTIONS.items()})
+    for dest, default in flags.items():
         name = "augment" if dest == "no_augment" else dest
         if getattr(args, dest) != default and name not in allowed:
-            takers = sorted(m for m, e in MODELS.items() if name in e["options"])
+            takers = sorted(m for m, f in MODELS.items() if name in f.option_names())
             raise InputError(f"--{dest.replace('_', '-')} is an option of {', '.join(takers)}, not {args.model}")
 
 
@@ -152,7 +123,7 @@ def run_train(args) -> int:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if args.tta < 0 or args.crop < 0:
         raise InputError("--tta and --crop must be 0 or more")
-    rep = MODELS[args.model]["representation"]
+    rep = MODELS[args.model].representation
     names = target_names(args) if rep != "density-map" else []
     # the target contract, resolved once (a bad --units/--extensive/--target-weights fails before data is read)
     specs = resolve_targets(names, units=args.units, extensive=args.extensive, weights=args.target_weights)
@@ -276,21 +247,17 @@ def print_density_metrics(rows):
 
 
 def _arch(args) -> dict:
-    """The architecture options that differ from their defaults (bondgraph, cnn3d, hk-unet)."""
+    """The family's architecture options (``models.OPTIONS`` with ``arch``) that differ from their defaults."""
     from elprop.core.dataset import InputError
+    from elprop.models import MODELS, OPTIONS
+    if args.no_augment and args.augment not in (None, "none"):
+        raise InputError(f"--no-augment contradicts --augment {args.augment}")
     arch = {}
-    if args.model == "bondgraph" and args.heads:
-        arch["heads"] = args.heads
-    if args.model == "bondgraph" and args.geometry:
-        arch["geometry"] = args.geometry
-    if args.model == "bondgraph" and args.readout != "pool":
-        arch["readout"] = args.readout
-    if args.model == "cnn3d" and args.pool != 1:
-        arch["pool"] = args.pool
-    if args.model in ("cnn3d", "hk-unet") and (args.no_augment or args.augment):
-        if args.no_augment and args.augment not in (None, "none"):
-            raise InputError(f"--no-augment contradicts --augment {args.augment}")
-        arch["augment"] = "none" if args.no_augment else args.augment
+    for name in MODELS[args.model].option_names():
+        o = OPTIONS.get(name)
+        value = "none" if name == "augment" and args.no_augment else getattr(args, name, None) if o else None
+        if o is not None and o.arch and value != o.default:
+            arch[name] = value
     return arch
 
 
@@ -386,7 +353,8 @@ def _evaluate_hk(args, model, part, plots):
     """The HK map on store records: NMAE, electron count and dipole errors beside the promolecular baseline."""
     from elprop.core.dataset import InputError
     from elprop.density.store import open_store
-    from elprop.train.density_run import HKSet, density_metric_rows, density_metrics, slice_figure
+    from elprop.represent.hk import HKSet
+    from elprop.train.density_run import density_metric_rows, density_metrics, slice_figure
     if not args.density_store:
         raise InputError("an hk-unet model is evaluated on the records of a density store: give --density-store")
     st = open_store(args.density_store)

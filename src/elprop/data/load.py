@@ -32,7 +32,7 @@ def load_data(spec: DataSpec) -> Dataset:
     from elprop.data.readers import read_any
 
     if spec.store is not None:
-        from elprop.density.volumes import store_dataset
+        from elprop.represent.volume import store_dataset
         ds = store_dataset(spec.store)
     elif str(spec.data) == "qm9" or spec.exclude:
         ds = load_qm9(None if str(spec.data) == "qm9" else spec.data, exclude=spec.exclude)

@@ -1,4 +1,4 @@
-"""Torch modules: graph models and the registry of model families."""
-from elprop.models.registry import MODELS, build_model
+"""Torch modules of the model families and their registry (``registry.py``: one entry per family)."""
+from elprop.models.registry import MODELS, OPTIONS, Family, Option, build_model, family, register
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "OPTIONS", "Family", "Option", "build_model", "family", "register"]

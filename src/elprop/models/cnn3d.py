@@ -104,7 +104,7 @@ class PropertyCNN(nn.Module):
                  inception: bool = True, se: bool = True, dropout: float = 0.0, augment="so3",
                  max_shift: float = 0.5, input_scale: float = 0.05, pool: int = 1):
         super().__init__()
-        from elprop.density.augment import augment_mode
+        from elprop.represent.transforms import augment_mode
         self.augment, self.max_shift, self.input_scale = augment_mode(augment), max_shift, input_scale
         self.pool = int(pool)  # average-pool the input grids by this factor (after augmentation): 8x less work at 2
         self.stem = nn.Conv3d(in_channels, widths[0], 3, padding=1)
@@ -122,7 +122,7 @@ class PropertyCNN(nn.Module):
 
     def train_transform(self):
         """Real-time augmentation in training, a fresh draw per sample (applied by the trainer, not here)."""
-        from elprop.density.augment import GridAugment
+        from elprop.represent.transforms import GridAugment
         return GridAugment(self.augment, self.max_shift, keys=("x",))
 
     def forward(self, batch):

@@ -41,7 +41,7 @@ class HKMap(nn.Module):
         nn.init.zeros_(self.unet.out.weight)  # start at the promolecular baseline (Δρ = 0) and learn from there
         nn.init.zeros_(self.unet.out.bias)
         self.input_scale, self.out_scale = input_scale, out_scale
-        from elprop.density.augment import augment_mode
+        from elprop.represent.transforms import augment_mode
         self.augment, self.max_shift, self.conserve = augment_mode(augment), max_shift, conserve
         self.crop = int(crop)
         if residual not in ("relative", "additive"):
@@ -75,7 +75,7 @@ class HKMap(nn.Module):
     def train_transform(self):
         """Real-time augmentation in training: input, promolecular and DFT grids moved together (applied by the
         trainer before ``loss``)."""
-        from elprop.density.augment import GridAugment
+        from elprop.represent.transforms import GridAugment
         return GridAugment(self.augment, self.max_shift, keys=("x", "pro", "y"))
 
     def loss(self, batch):

@@ -1,39 +1,174 @@
-"""Model families: name -> (builder, representation). A new family is a module plus one entry here."""
+"""Model families: one ``Family`` entry each. A new family is a module plus one entry (``register``).
+
+A family declares:
+- ``representation``: what it reads, ``graph`` (the 2D heavy-atom graph from SMILES, ``represent.graph.GraphSet``),
+  ``points`` (3D all-atom structures, ``represent.points.PointSet``), ``volume`` (density grids, ``represent.volume.VolumeSet``)
+  or ``density-map`` (grids in, the DFT density out: the HK map);
+- ``build(extensive, in_dim, dim, layers, dropout, **arch)``: the torch module. ``extensive`` has one flag per
+  target (summed over atoms, or pooled); ``in_dim`` is the representation's feature width (graph: atom features;
+  volume: channels); ``arch`` holds the family's own options that differ from their defaults (saved with the
+  model). A property family's module returns ``(mean, variance)`` [batch, targets] in scaled units (reuse
+  ``models.readout``); it may define ``train_transform()`` (real-time augmentation, applied by the trainer);
+- ``options``: the command-line options it takes, by name: shared ones (``OPTIONS``) or its own ``Option``s,
+  which ``elprop train`` then shows in an argument group and refuses for every other family.
+
+Training, saving, ``elprop train/evaluate/predict`` and the estimator apply unchanged. Packages can register
+families at import through the ``elprop.models`` entry-point group (each entry point names a module whose import
+calls ``register``). ``docs/architecture.md`` has a worked example.
+"""
 from __future__ import annotations
 
-from elprop.models.cnn3d import PropertyCNN, stage_widths
-from elprop.models.graph2d import BondGraphNet
-from elprop.models.schnet import SchNet
+from dataclasses import dataclass
+from typing import Any, Callable
 
-# representation: "graph" (2D heavy-atom graph from SMILES), "points" (3D all-atom structure), "volume" (density
-# grids of a store), "density-map" (store grids in, the DFT density out).
-# options: the family's own command-line options (dest names); `elprop train` refuses the others for this family.
-_PROPERTY = {"ensemble", "dropout", "targets", "target_weights", "units", "extensive"}
-MODELS = {
-    "bondgraph": {"representation": "graph", "description": "dense 2D bond-graph network over RDKit features",
-                  "options": _PROPERTY | {"features", "heads", "readout", "geometry"}},
-    "schnet": {"representation": "points", "description": "SchNet continuous-filter convolutions over 3D distances",
-               "options": _PROPERTY},
-    "cnn3d": {"representation": "volume", "description": "residual Inception/SE 3D CNN over density grids",
-              "options": _PROPERTY | {"pool", "augment", "tta", "channels", "device_memory"}},
-    "hk-unet": {"representation": "density-map",
-                "description": "3D U-Net from promolecular/potential grids to the DFT density (Hohenberg-Kohn map)",
-                "options": {"crop", "augment", "channels", "device_memory"}},
-}
+
+@dataclass(frozen=True)
+class Option:
+    """A family option on the command line: ``--flag`` with argparse keywords; ``arch`` options go to the
+    family's ``build`` (and into the saved model's config) when they differ from the default."""
+    flag: str
+    help: str
+    default: Any = None
+    type: Callable | None = None
+    choices: tuple | None = None
+    arch: bool = True
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def add_to(self, group, families: list[str]):
+        kw = {"default": self.default, "help": f"{', '.join(families)}: {self.help}"}
+        if self.type is not None:
+            kw["type"] = self.type
+        if self.choices is not None:
+            kw["choices"] = list(self.choices)
+        group.add_argument(self.flag, **kw)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    representation: str
+    description: str
+    build: Callable
+    options: tuple = ()  # names in OPTIONS, or Option objects of the family's own
+    property_model: bool = True  # predicts targets (mean, variance); False: the HK map (densities)
+
+    def option_names(self) -> set[str]:
+        return {o.dest if isinstance(o, Option) else o for o in self.options}
+
+
+_AUGMENT_HELP = ("real-time augmentation in training. so3: a uniform random rotation and a sub-voxel shift per "
+                 "sample, resampled (cnn3d default); octahedral: one of the 48 exact symmetries of the cubic grid, "
+                 "no resampling (hk-unet default); none")
+OPTIONS: dict[str, Option] = {o.dest: o for o in [
+    Option("--heads", "attention heads per layer, with logits biased by bond and distance codes (default: 0, "
+                      "filter messages only)", 0, int),
+    Option("--readout", "intensive targets from mean/max pooling (pool, default) or pooling plus an "
+                        "attention-weighted sum of per-atom values (attention)", "pool", None, ("pool", "attention")),
+    Option("--geometry", "also read heavy-atom 3D distances, from one seeded ETKDG + MMFF94 conformer per SMILES "
+                         "(mmff) or from the data's own structures (dataset: e.g. the QM9 DFT geometries; "
+                         "predictions then need xyz/sdf input). Default: 2D only", None, None, ("mmff", "dataset")),
+    Option("--pool", "average-pool the input grids by this factor after augmentation (2: 48³ -> 24³, 8x less "
+                     "work; default 1)", 1, int),
+    Option("--augment", _AUGMENT_HELP, None, None, ("so3", "octahedral", "none")),
+    # options of the run rather than the network (not passed to build)
+    Option("--features", "atom feature set (default: extended)", "extended", None,
+           ("element", "ecfp", "extended"), arch=False),
+    Option("--tta", "test-time augmentation, averaging predictions over this many random rotations", 0, int,
+           arch=False),
+    Option("--crop", "train on random sub-cubes of this many voxels per side around the molecule (a multiple of "
+                     "2^(layers-1); predictions are on whole grids; default 0: whole grids)", 0, int, arch=False),
+    Option("--channels", "density kinds stacked as input channels (cnn3d default: dft; hk-unet default: "
+                         "promolecular; e.g. promolecular,potential)", None, arch=False),
+    Option("--device-memory", "report the largest batch that fits this memory (e.g. 80GiB)", None, arch=False),
+]}
+# options every property family takes (defined by `elprop train` itself)
+PROPERTY_OPTIONS = ("ensemble", "dropout", "targets", "target_weights", "units", "extensive")
+
+MODELS: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    """Add a family (a new name, or a replacement of the same name); its own Options join ``OPTIONS``."""
+    for o in family.options:
+        if isinstance(o, Option):
+            known = OPTIONS.get(o.dest)
+            if known is not None and known != o:
+                raise ValueError(f"option {o.flag} of {family.name!r} clashes with an existing option of that name")
+            OPTIONS[o.dest] = o
+        elif o not in OPTIONS and o not in PROPERTY_OPTIONS:
+            raise ValueError(f"family {family.name!r}: unknown option {o!r}")
+    opts = tuple(family.options) + (PROPERTY_OPTIONS if family.property_model else ())
+    MODELS[family.name] = Family(family.name, family.representation, family.description, family.build, opts,
+                                 family.property_model)
+    return MODELS[family.name]
+
+
+def family(name: str) -> Family:
+    from elprop.core.dataset import InputError
+    _load_plugins()
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name]
 
 
 def build_model(name: str, extensive: list[bool], in_dim: int | None = None, dim: int = 128, layers: int = 4,
                 dropout: float = 0.0, **arch):
-    """``arch``: family-specific options (bondgraph: heads; cnn3d: pool, augment; hk-unet: crop, augment)."""
-    if arch and name not in ("bondgraph", "cnn3d", "hk-unet"):
-        raise KeyError(f"model {name!r} takes no options {sorted(arch)}")
-    if name == "bondgraph":
-        return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout, **arch)
-    if name == "cnn3d":  # in_dim: input channels; widths double per stage up to dim
-        return PropertyCNN(in_dim, len(extensive), widths=stage_widths(dim, layers), dropout=dropout, **arch)
-    if name == "hk-unet":
-        from elprop.models.hk import HKMap
-        return HKMap(in_dim, widths=stage_widths(dim, layers), **arch)
-    if name == "schnet":
-        return SchNet(extensive, dim=dim, layers=layers, dropout=dropout)
-    raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    """The torch module of family ``name``; ``arch``: the family's own options (bondgraph: heads, readout,
+    geometry; cnn3d: pool, augment; hk-unet: augment, crop)."""
+    f = family(name)
+    allowed = {o.dest if isinstance(o, Option) else o for o in f.options}
+    bad = sorted(set(arch) - allowed)
+    if bad:
+        raise KeyError(f"model {name!r} takes no options {bad}")
+    return f.build(extensive, in_dim, dim, layers, dropout, **arch)
+
+
+_plugins_loaded = False
+
+
+def _load_plugins():
+    """Import the modules named by the ``elprop.models`` entry points (once); each registers its families."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+    for ep in entry_points(group="elprop.models"):
+        ep.load()
+
+
+# --- elprop's own families ---------------------------------------------------------------------------------
+def _bondgraph(extensive, in_dim, dim, layers, dropout, **arch):
+    from elprop.models.graph2d import BondGraphNet
+    return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout, **arch)
+
+
+def _schnet(extensive, in_dim, dim, layers, dropout, **arch):
+    from elprop.models.schnet import SchNet
+    return SchNet(extensive, dim=dim, layers=layers, dropout=dropout)
+
+
+def _cnn3d(extensive, in_dim, dim, layers, dropout, **arch):  # in_dim: input channels; widths double per stage
+    from elprop.models.cnn3d import PropertyCNN, stage_widths
+    return PropertyCNN(in_dim, len(extensive), widths=stage_widths(dim, layers), dropout=dropout, **arch)
+
+
+def _hk(extensive, in_dim, dim, layers, dropout, **arch):
+    from elprop.models.cnn3d import stage_widths
+    from elprop.models.hk import HKMap
+    return HKMap(in_dim, widths=stage_widths(dim, layers), **arch)
+
+
+for _f in [
+    Family("bondgraph", "graph", "dense 2D bond-graph network over RDKit features", _bondgraph,
+           ("features", "heads", "readout", "geometry")),
+    Family("schnet", "points", "SchNet continuous-filter convolutions over 3D distances", _schnet),
+    Family("cnn3d", "volume", "residual Inception/SE 3D CNN over density grids", _cnn3d,
+           ("pool", "augment", "tta", "channels", "device_memory")),
+    Family("hk-unet", "density-map", "3D U-Net from promolecular/potential grids to the DFT density "
+           "(Hohenberg-Kohn map)", _hk, ("crop", "augment", "channels", "device_memory"), property_model=False),
+]:
+    register(_f)

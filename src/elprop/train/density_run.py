@@ -18,38 +18,12 @@ import torch
 from elprop.core.cache import atomic_write, write_csv
 from elprop.train.device import machine_description
 from elprop.core.dataset import InputError
-from elprop.density.augment import augment_mode
+from elprop.represent.transforms import augment_mode
 from elprop.density.store import DensityStore, open_store
+from elprop.represent.hk import HKSet
 from elprop.models.hk import DEFAULT_AUGMENT
 
 EA_TO_DEBYE = 1 / 0.20819434  # e·Å -> D
-
-
-class HKSet:
-    """Store records as HK batches: {"x": input channels, "pro": promolecular, "y": DFT density}."""
-
-    def __init__(self, store, channels):
-        st = open_store(store)
-        path = st.path
-        self.path, self.channels = str(path), list(channels)
-        need = sorted(set(self.channels) | {"promolecular", "dft"})
-        missing = [k for k in need if k not in st.kinds]
-        if missing:
-            raise InputError(f"{path}: the HK map needs {', '.join(missing)} grids too (it has "
-                             f"{', '.join(st.kinds) or 'none'})")
-        self.valid = np.zeros(len(st), bool)
-        self.valid[st.done(need)] = True
-        self._store = st
-
-    def __len__(self):
-        return len(self.valid)
-
-    def batch(self, idx):
-        st = self._store
-        x = np.stack([st.read(int(i), self.channels) for i in idx])
-        pro = np.stack([st.read(int(i), ["promolecular"]) for i in idx])
-        y = np.stack([st.read(int(i), ["dft"]) for i in idx])
-        return {"x": torch.from_numpy(x), "pro": torch.from_numpy(pro), "y": torch.from_numpy(y)}
 
 
 class DensityModel:
@@ -134,8 +108,9 @@ class DensityModel:
     def predict(self, data):
         """Predicted densities of molecules (a Dataset with 3D structures, or SMILES embedded with ETKDG + MMFF),
         reduced to ``specs``: the electron count ∫ρ and the dipole |μ| of nuclei plus ρ. No σ (NaN)."""
-        from elprop.train.estimator import Prediction, _structures
-        mols = _structures(data)
+        from elprop.represent.points import structures
+        from elprop.train.estimator import Prediction
+        mols = structures(data)
         mean = np.full((len(mols), 2), np.nan)
         errors = {}
         for i, m in enumerate(mols):

@@ -13,7 +13,7 @@ import torch
 
 from elprop.core.dataset import Dataset, InputError
 from elprop.core.units import resolve_targets, specs_from_config
-from elprop.models import MODELS, build_model
+from elprop.models import build_model, family
 from elprop.train.scaling import TargetScaler
 
 
@@ -21,8 +21,7 @@ class PropertyModel:
     def __init__(self, model: str = "bondgraph", targets=("homo", "lumo", "gap"), features: str = "extended",
                  dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0,
                  dropout: float = 0.0, channels=None, arch: dict | None = None):
-        if model not in MODELS:
-            raise InputError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+        family(model)  # an InputError naming the known families for an unknown one
         self.specs = resolve_targets(targets)  # names or TargetSpecs; the specs travel with the model
         from elprop.chem.features import FEATURE_SETS
         if features not in FEATURE_SETS:
@@ -43,39 +42,19 @@ class PropertyModel:
         self.sigma_scale = np.ones(len(self.config["targets"]))
         self.sigma_calibrated = False
         self.rank = 0
+        self.in_dim = None  # the representation's feature width, set by fit and saved
 
     # --- representation ----------------------------------------------------------------------------
     @property
     def representation(self) -> str:
-        return MODELS[self.config["model"]]["representation"]
+        return family(self.config["model"]).representation
 
     def represent(self, data):
-        """Dataset or list of SMILES -> GraphSet / PointSet (bad molecules flagged, not raised)."""
-        from elprop.chem.graphs import dataset_graphs, dataset_points, dataset_structures, featurize_smiles
-        if self.representation == "volume":
-            store = getattr(data, "density_store", None)
-            if store is not None:
-                from elprop.density.volumes import VolumeSet
-                return VolumeSet(store, self.config["channels"], records=data.record_index)
-            from elprop.density.volumes import MoleculeVolumes
-            facts = {k: self.config[k] for k in ("grid", "kinds") if k in self.config}
-            return MoleculeVolumes(_structures(data), self.config["channels"], facts)
-        if self.representation == "graph":
-            geo = self.config.get("arch", {}).get("geometry")
-            structures = None
-            if geo == "dataset" and not (isinstance(data, Dataset) and data.pos is not None):
-                raise InputError("this model reads 3D structures (--geometry dataset): give xyz, extxyz, sdf or "
-                                 "QM9 input, not SMILES")
-            if isinstance(data, Dataset):
-                if len(data) > 5000:  # large sets are featurized once and cached
-                    return dataset_graphs(data, self.config["features"], geometry=geo)
-                structures = dataset_structures(data) if geo == "dataset" else None
-                data = list(data.smiles)
-            return featurize_smiles(list(data), self.config["features"], progress=len(data) > 2000, geometry=geo,
-                                    structures=structures)
-        if isinstance(data, Dataset) and data.pos is not None:
-            return dataset_points(data)
-        return _embed_points(list(data.smiles if isinstance(data, Dataset) else data))
+        """Dataset or list of SMILES -> this family's representation (bad molecules flagged, not raised)."""
+        from elprop.represent import represent
+        return represent(self.representation, data, features=self.config["features"],
+                         geometry=self.config.get("arch", {}).get("geometry"), channels=self.config.get("channels"),
+                         grid_facts={k: self.config[k] for k in ("grid", "kinds") if k in self.config})
 
     def _new_net(self, in_dim):
         ext = [t.extensive for t in self.specs]
@@ -84,8 +63,9 @@ class PropertyModel:
                            **self.config.get("arch", {}))
 
     def _in_dim(self, rep):
-        if self.representation == "volume":
-            return rep.shape[0]
+        """The representation's feature width (graph: atom features; volume: channels; points: none)."""
+        if getattr(rep, "in_dim", None) is not None:
+            return rep.in_dim
         return rep.x.shape[-1] if self.representation == "graph" else None
 
     # --- fit ---------------------------------------------------------------------------------------
@@ -108,11 +88,12 @@ class PropertyModel:
             target_weights = [t.weight for t in self.specs]
         y_s = self.scaler.transform(y, rep.counts)
         self.domain = _domain(ds, rep, tr)
+        self.in_dim = self._in_dim(rep)
         self.nets = []
         per_member = None if time_budget is None else time_budget / self.config["ensemble"]
         for k in range(self.config["ensemble"]):
             torch.manual_seed(self.config["seed"] + k)
-            net = self._new_net(self._in_dim(rep))
+            net = self._new_net(self.in_dim)
             if hasattr(net, "checkpointing"):
                 net.checkpointing = checkpointing
             if self.config["ensemble"] > 1:
@@ -222,15 +203,9 @@ class PropertyModel:
         from elprop.train.saved import write_model_dir
         cfg = dict(self.config, units={t.name: t.unit for t in self.specs}, scaler=self.scaler.to_dict(),
                    sigma_scale=[float(v) for v in self.sigma_scale], sigma_calibrated=self.sigma_calibrated,
-                   tta=int(self.tta), domain=self.domain, in_dim=self._in_dim_from_nets())
+                   tta=int(self.tta), domain=self.domain, in_dim=self.in_dim)
         cfg.update(extra or {})
         return write_model_dir(path, cfg, [net.state_dict() for net in self.nets], card)
-
-    def _in_dim_from_nets(self):
-        net = self.nets[0]
-        if hasattr(net, "stem"):
-            return net.stem.in_channels
-        return net.embed[0].in_features if hasattr(net.embed, "__getitem__") else None
 
     @classmethod
     def load(cls, path) -> "PropertyModel":
@@ -248,8 +223,9 @@ class PropertyModel:
         for k in ("grid", "kinds"):  # volumetric models: the store's grid and kind parameters
             if k in cfg:
                 m.config[k] = cfg[k]
+        m.in_dim = cfg.get("in_dim")
         for sd in read_members(path):
-            net = m._new_net(cfg.get("in_dim"))
+            net = m._new_net(m.in_dim)
             net.load_state_dict(sd)
             net.eval()
             m.nets.append(net)
@@ -294,7 +270,7 @@ class _Rotated(torch.nn.Module):
         self.net, self.seed = net, seed
 
     def forward(self, batch):
-        from elprop.density.augment import augment_batch
+        from elprop.represent.transforms import augment_batch
         gen = torch.Generator().manual_seed(1_000_003 * self.seed + batch["x"].shape[0])
         x = augment_batch(batch["x"], getattr(self.net, "max_shift", 0.5), generator=gen)
         return self.net(dict(batch, x=x))
@@ -303,43 +279,7 @@ class _Rotated(torch.nn.Module):
 def _domain(ds: Dataset, rep, tr) -> dict:
     heavy = rep.counts[tr, 1:].sum(1)
     total = rep.counts[tr].sum(1)
-    from elprop.chem.graphs import COUNT_Z
+    from elprop.represent.graph import COUNT_Z
     seen = [COUNT_Z[j] for j in range(len(COUNT_Z)) if rep.counts[tr, j].sum() > 0]
     return {"max_heavy_atoms": int(heavy.max()), "max_atoms": int(total.max()), "elements": seen,
             "n_train": int(len(tr))}
-
-
-def _structures(data) -> list:
-    """Molecules with 3D structures for a Dataset (its own coordinates) or SMILES (ETKDG + MMFF); an error
-    message in place of a molecule that cannot be embedded."""
-    from elprop.chem.rdkit_utils import embed_3d
-    if isinstance(data, Dataset) and data.pos is not None:
-        return [data[i] for i in range(len(data))]
-    out = []
-    for s in (data.smiles if isinstance(data, Dataset) else data):
-        try:
-            out.append(embed_3d(str(s)))
-        except InputError as e:
-            out.append(str(e))
-    return out
-
-
-def _embed_points(smiles):
-    """PointSet from SMILES via RDKit ETKDG + MMFF (bad SMILES flagged in ``errors``)."""
-    from elprop.chem.graphs import PointSet, element_counts
-    from elprop.chem.rdkit_utils import embed_3d
-    mols, errors = [], {}
-    for i, s in enumerate(smiles):
-        try:
-            mols.append(embed_3d(s))
-        except InputError as e:
-            errors[i] = str(e)
-            mols.append(None)
-    n = max([len(m.z) for m in mols if m is not None], default=1)
-    z = np.zeros((len(mols), n), np.int16)
-    pos = np.zeros((len(mols), n, 3), np.float32)
-    for i, m in enumerate(mols):
-        if m is not None:
-            z[i, :len(m.z)], pos[i, :len(m.z)] = m.z, m.pos
-    counts = element_counts([[] if m is None else m.z.tolist() for m in mols])
-    return PointSet(z, pos, counts, np.array([m is not None for m in mols]), errors)

@@ -98,7 +98,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     card = model_card(est, config, rows, train_s, card_extra)
     extra = {"split_seed": seed, "data": ds.source}
     if ds.density_store is not None:  # volumetric models rebuild their inputs for new molecules from these
-        from elprop.density.volumes import store_grid_facts
+        from elprop.represent.volume import store_grid_facts
         extra.update(store_grid_facts(ds.density_store))
     est.save(run_dir / "model", card=card, extra=extra)
     return est, rows

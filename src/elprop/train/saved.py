@@ -65,7 +65,8 @@ def load_model(path):
     if cfg["model"] == "hk-unet":
         from elprop.train.density_run import DensityModel
         return DensityModel.load(path)
-    from elprop.models import MODELS
+    from elprop.models.registry import MODELS, _load_plugins
+    _load_plugins()
     if cfg["model"] not in MODELS:
         raise InputError(f"{path}: a {cfg['model']!r} model; `elprop evaluate/predict` read the families "
                          f"{', '.join(MODELS)} (materials and subgraph models: `elprop materials|subgraph`)")

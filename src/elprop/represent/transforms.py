@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from elprop.density.grid import random_rotation
 
 
 def rotate_grids(x: torch.Tensor, rot: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
@@ -113,6 +112,7 @@ class GridAugment:
 def random_transforms(batch: int, rng: np.random.Generator, max_shift: float = 0.5,
                       rotate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniform rotations and uniform shifts in [-max_shift, max_shift] voxels per axis."""
+    from elprop.density.grid import random_rotation
     rots = np.stack([random_rotation(rng) if rotate else np.eye(3) for _ in range(batch)])
     shifts = rng.uniform(-max_shift, max_shift, size=(batch, 3))
     return torch.from_numpy(rots).float(), torch.from_numpy(shifts).float()

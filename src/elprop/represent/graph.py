@@ -1,4 +1,5 @@
-"""Representations as padded arrays: 2D heavy-atom graphs (``GraphSet``) and 3D point clouds (``PointSet``).
+"""The graph representation: 2D heavy-atom graphs as padded arrays (``GraphSet``), from SMILES, optionally with
+heavy-atom 3D distances (an MMFF conformer, or the data's own structures).
 
 A set holds one row per molecule, padded to the largest molecule in the set; ``valid`` marks molecules that
 could be represented (the others are listed in ``errors``).
@@ -39,6 +40,16 @@ class GraphSet:
 
     def __len__(self):
         return len(self.x)
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.x.shape[-1])
+
+    def subset(self, idx) -> "GraphSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        errors = {k: self.errors[int(i)] for k, i in enumerate(idx) if int(i) in self.errors}
+        return GraphSet(self.x[idx], self.bond[idx], self.dist[idx], self.mask[idx], self.counts[idx],
+                        self.valid[idx], errors, None if self.d3 is None else self.d3[idx])
 
     def take(self, idx):
         return GraphSet(self.x[idx], self.bond[idx], self.dist[idx], self.mask[idx], self.counts[idx],
@@ -220,35 +231,3 @@ def dataset_graphs(ds: Dataset, feature_set: str = "extended", cache: bool = Tru
     return gs
 
 
-@dataclass
-class PointSet:
-    """All-atom 3D structures: z [M,N] (0 = padding), pos [M,N,3] in Å, element counts [M,6]."""
-    z: np.ndarray
-    pos: np.ndarray
-    counts: np.ndarray
-    valid: np.ndarray
-    errors: dict[int, str] = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.z)
-
-    def batch(self, idx):
-        import torch
-        n = max(int((self.z[idx] > 0).sum(1).max()) if len(idx) else 1, 1)
-        return {"z": torch.from_numpy(self.z[idx, :n].astype(np.int64)), "pos": torch.from_numpy(self.pos[idx, :n]),
-                "mask": torch.from_numpy(self.z[idx, :n] > 0), "counts": torch.from_numpy(self.counts[idx])}
-
-
-def dataset_points(ds: Dataset) -> PointSet:
-    if ds.pos is None:
-        raise InputError("this dataset has no 3D coordinates; use a 2D model or give SMILES for embedding")
-    n = int(ds.n_atoms.max()) if len(ds) else 1
-    z = np.zeros((len(ds), n), np.int16)
-    pos = np.zeros((len(ds), n, 3), np.float32)
-    zl = []
-    for i in range(len(ds)):
-        a, b = ds.offsets[i], ds.offsets[i + 1]
-        z[i, : b - a] = ds.z[a:b]
-        pos[i, : b - a] = ds.pos[a:b]
-        zl.append(ds.z[a:b].tolist())
-    return PointSet(z, pos, element_counts(zl), np.ones(len(ds), bool))

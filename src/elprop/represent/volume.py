@@ -3,8 +3,9 @@
 ``store_dataset(path)`` turns a store into a ``Dataset`` (its molecules, coordinates, SMILES and targets) that
 remembers the store, so ``elprop train`` can split, scale targets and write metrics exactly as for the graph
 models. ``VolumeSet`` is the matching representation: ``batch(idx)`` reads records of the chosen channels
-(kinds) and stacks them into a float32 tensor [B, C, n, n, n]. Augmentation happens in the model (random
-rotations and shifts in training mode), so validation and prediction always see the stored grids.
+(kinds) and stacks them into a float32 tensor [B, C, n, n, n]; ``MoleculeVolumes`` computes the cheap kinds
+for new molecules on a model's grid. Augmentation is a training transform (``represent.transforms``), so
+validation and prediction always see the stored grids.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class VolumeSet:
     records that rows 0..n-1 stand for (default: all, in order), e.g. a Dataset's ``record_index``."""
 
     def __init__(self, store, channels, records=None):
-        from elprop.chem.graphs import element_counts
+        from elprop.represent.graph import element_counts
         st = open_store(store)
         self.path, self.channels = str(st.path), list(channels)
         missing = [c for c in self.channels if c not in st.kinds]
@@ -100,7 +101,7 @@ class MoleculeVolumes:
     Same interface as :class:`VolumeSet`. Only the cheap kinds (promolecular, potential) can be computed here."""
 
     def __init__(self, molecules, channels, facts: dict):
-        from elprop.chem.graphs import element_counts
+        from elprop.represent.graph import element_counts
         from elprop.density.generate import compute_batch
         from elprop.density.grid import molecule_grid
         self.channels = list(channels)
