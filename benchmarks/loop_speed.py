@@ -29,7 +29,10 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     import elprop
-    from elprop.represent.graph import dataset_graphs
+    try:
+        from elprop.represent.graph import dataset_graphs
+    except ImportError:  # an elprop from before the represent/ package
+        from elprop.chem.graphs import dataset_graphs
     from elprop.data.qm9 import load_qm9
     from elprop.models import build_model
     from elprop.train.loop import train_network

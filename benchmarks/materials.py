@@ -1,12 +1,13 @@
-"""Materials models on the shared tables, side by side in one run.
+"""Materials models on the embedded tables (src/elprop/data/materials), side by side in one run.
 
-    .venv/bin/python benchmarks/materials.py [--data ../shared/data/materials] [--repeats 100]
+    .venv/bin/python benchmarks/materials.py [--data DIR] [--repeats 100] [--skip ads]
 
 1. d-band centres of the 110 pseudomorphic overlayers (Ruban et al. 1997). Two targets: εd − EF of the
    overlayer system (`eps_d_minus_EF_eV`, with the derived `shift_eV` column dropped), and the shift itself
    (with `eps_d_minus_EF_eV` dropped). Two feature sets: the full pair features (host, guest, difference,
    ratio) and the two metals' descriptors alone. RMSE at 25 % training over --repeats random splits for every
-   model family (the RSC Adv. 2016 protocol, whose best was < 0.5 eV), leave-one-metal-out, and the full
+   model family (the RSC Adv. 2016 protocol, whose best was < 0.5 eV), leave-one-metal-out (RMSE over every
+   (row, fold) prediction: a pair is tested in its host's fold and in its guest's), and the full
    learning curve of the best on the absolute target.
 2. Adsorption energies (Vassilev-Galindo et al. 2024): H, O and OH, each on its own. Random 80/20 splits
    (--ads-repeats) and leave-one-material-out, elprop's features (composition statistics of elemental
@@ -60,7 +61,7 @@ def ads_eval(X, y, groups, kind, repeats, seed=0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(HERE.parents[1] / "shared" / "data" / "materials"))
+    ap.add_argument("--data", default=None, help="folder of the tables (default: the ones inside elprop)")
     ap.add_argument("--out", default=str(HERE / "out" / "materials"))
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--ads-repeats", type=int, default=5)
@@ -69,7 +70,9 @@ def main():
     args = ap.parse_args()
     from elprop.materials.protocols import learning_curve, leave_one_group_out
     from elprop.materials.table import read_table
-    data, out = Path(args.data), Path(args.out)
+    from elprop.data.embedded import embedded_path
+    data = Path(args.data) if args.data else embedded_path("dband-overlayers").parent
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from elprop.train.device import machine_description
     res = {"machine": f"{machine_description()}, {os.cpu_count()} cores",

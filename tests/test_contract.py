@@ -272,6 +272,15 @@ def test_embedded_materials_tables(cli, tmp_path):
               "shift_eV", "--repeats", "2", "--model", "lgbm", "--out", tmp_path / "m")
     assert res.returncode == 0, res.stderr
     assert "target eps_d_minus_EF_eV (eV)" in res.stdout
+    # the saved materials model through `elprop evaluate` and `elprop predict`, on an embedded table
+    res = cli("evaluate", "--model", tmp_path / "m" / "model", "--data", "dband-overlayers")
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("all"))
+    assert line.split()[1:4] == ["eps_d_minus_EF_eV", "eV", "110"] and float(line.split()[4]) < 0.5  # fitted rows
+    res = cli("predict", "dband-overlayers", "--model", tmp_path / "m" / "model", "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(res.stdout.splitlines()))
+    assert len(rows) == 110 and rows[0]["input"] == "dband-overlayers:Co on Fe" and rows[0]["eps_d_minus_EF_eV [eV]"]
     import pandas as pd
     from elprop.data.embedded import embedded_path
     own = tmp_path / "own.csv"
@@ -282,3 +291,25 @@ def test_embedded_materials_tables(cli, tmp_path):
     res = cli("materials", "fit", "--data", own, "--target", "shift", "--units", "shift=eV", "--drop-columns",
               "eps_d_minus_EF_eV", "--repeats", "2", "--model", "lgbm", "--out", tmp_path / "m3")
     assert res.returncode == 0 and "target shift (eV)" in res.stdout
+
+
+@pytest.mark.parametrize("model", ["sparse-linear", "boosted-trees"])
+def test_subgraph_models_through_evaluate_and_predict(cli, tmp_path, model):
+    """A saved subgraph model predicts new molecules by substructure matches of its SMARTS: `elprop evaluate`
+    on the fit's own molecules reproduces the fit's train and test MAE."""
+    res = cli("subgraph", "fit", "--model", model, "--limit", "200", "--target", "gap", "--max-edges", "3",
+              "--min-support", "0.05", "--n-estimators", "10", "--out", tmp_path / "s")
+    assert res.returncode == 0, res.stderr
+    fit = {m["split"]: m for m in csv.DictReader(open(tmp_path / "s" / "metrics.csv")) if m["model"] == model}
+    n_tr, n_te = int(fit["train"]["n"]), int(fit["test"]["n"])
+    mae_all = (n_tr * float(fit["train"]["mae"]) + n_te * float(fit["test"]["mae"])) / (n_tr + n_te)
+    res = cli("evaluate", "--model", tmp_path / "s" / "model", "--data", "qm9", "--limit", "200", "-o",
+              tmp_path / "ev.csv")
+    assert res.returncode == 0, res.stderr
+    ev = next(csv.DictReader(open(tmp_path / "ev.csv")))
+    assert ev["unit"] == "eV" and int(ev["n"]) == n_tr + n_te
+    assert float(ev["mae"]) == pytest.approx(mae_all, rel=1e-6)  # the same predictions as in the fit
+    res = cli("predict", "CCO", "C1CC", "--model", tmp_path / "s" / "model", "--format", "csv")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(res.stdout.splitlines()))
+    assert rows[0]["gap [eV]"] and rows[0]["gap_std [eV]"] == "" and "SMILES" in rows[1]["error"]

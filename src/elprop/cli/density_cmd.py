@@ -124,9 +124,9 @@ def add_parser(sub):
 
 
 def _load_data(path):
-    from elprop.data.qm9 import load_qm9
-    from elprop.data.readers import read_any
-    return load_qm9() if path == "qm9" else read_any(path)
+    """The molecules to voxelise, through the one data source of every command (``load_data``)."""
+    from elprop.data.load import DataSpec, load_data
+    return load_data(DataSpec(data=path))
 
 
 def _open_or_create(out, ds, idx, args):

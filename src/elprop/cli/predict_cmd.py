@@ -78,7 +78,7 @@ def predict_records(model, records):
 
     ds = Dataset.from_molecules(records, [], source="input")
     geo = model.config.get("arch", {}).get("geometry")
-    reads_3d = model.representation != "graph" or geo == "dataset"
+    reads_3d = model.representation in ("points", "volume", "density-map") or geo == "dataset"
     pred = model.predict(ds if ds.pos is not None and reads_3d else list(ds.smiles))
     return _rows(model, records, pred, ds.smiles)
 
@@ -143,6 +143,28 @@ def format_json(model, rows) -> str:
     return json.dumps(out, indent=1) + "\n"
 
 
+def _table_rows(model, tables):
+    """Rows for every row of materials tables (CSV files or embedded names)."""
+    rows = []
+    for table in tables:
+        pred = model.predict(table)
+        labels = pred.rep.labels()
+        for i in range(len(labels)):
+            rows += _rows(model, [_Named(f"{Path(str(table)).name}:{labels[i]}")], _Slice(pred, i), [labels[i]])
+    return rows
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+
+class _Slice:  # row i of a Prediction, as a Prediction of one row
+    def __init__(self, pred, i):
+        self.mean, self.std = pred.mean[i:i + 1], pred.std[i:i + 1]
+        self.flags, self.errors = [pred.flags[i]], {}
+
+
 def _store_rows(model, store):
     """Rows for every record of a density store (volumetric models that read stored grids)."""
     from elprop.data.load import DataSpec, load_data
@@ -163,7 +185,10 @@ def run_predict(args) -> int:
     if not args.inputs and not args.density_store:
         raise InputError("give SMILES strings or files to predict (or --density-store for a volumetric model)")
     model = load_model(args.model or model_path())
-    rows = predict_records(model, _collect(args.inputs, args.smiles_column)) if args.inputs else []
+    if model.representation == "table":  # a materials model: the inputs are tables of host/guest pairs or alloys
+        rows = _table_rows(model, args.inputs)
+    else:
+        rows = predict_records(model, _collect(args.inputs, args.smiles_column)) if args.inputs else []
     if args.density_store:
         rows += _store_rows(model, args.density_store)
     bad = [r for r in rows if r["error"]]

@@ -73,7 +73,7 @@ def run(args) -> int:
         if not 0 <= args.index < len(st):
             raise InputError(f"--index {args.index} is outside the store's {len(st)} records")
         z, pos = st.atoms(args.index)
-        rho = model.predict_store(args.density_store, np.array([args.index]))[0]
+        rho = model.predict_store(st, np.array([args.index]))[0]
         grid, label = st.grid(args.index), str(st.root["smiles"][args.index])
         if "dft" in st.kinds and st.status("dft")[args.index] == DONE:
             out = Path(args.output)
@@ -112,7 +112,7 @@ def _write_kind(model, args) -> int:
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     params = {"blur": st.grid_params.get("blur_voxels", 0.0), "model": str(Path(args.model).resolve()),
               "weights_sha256": digest, "channels": model.config["channels"]}
-    rep = HKSet(args.density_store, model.config["channels"])
+    rep = HKSet(st, model.config["channels"])  # the store is opened once and passed along
     st.lock()
     try:
         g = st.ensure_kind(args.write_kind, params, dtype="float32")
@@ -124,7 +124,7 @@ def _write_kind(model, args) -> int:
         bar = tqdm(total=len(todo), desc=f"predicting {args.write_kind}", unit="record", disable=len(todo) < 2)
         for s in range(0, len(todo), args.batch_size):
             recs = np.asarray(todo[s:s + args.batch_size])
-            pred = model.predict_store(args.density_store, recs, batch_size=args.batch_size)
+            pred = model.predict_store(st, recs, batch_size=args.batch_size)
             for i, rho in zip(recs, pred):
                 st.write_record(args.write_kind, int(i), {"ok": True, "density": rho})
             bar.update(len(recs))

@@ -196,6 +196,17 @@ def run_fit(args) -> int:
     model.update({"target": args.target, "labels": lab.to_dict(), "min_support": ms, "max_edges": args.max_edges,
                   "n_train": int(len(tr)), "data": str(ds.source), "seed": args.seed})
     atomic_write(out / "model.json", lambda tmp: Path(tmp).write_text(json.dumps(model, indent=1)))
+    # the same model as a saved-model folder, which `elprop evaluate` and `elprop predict` read
+    from elprop.subgraph.estimator import SubgraphModel
+    saved = SubgraphModel(dict(model, targets=[args.target], target_spec=args.target_spec.to_dict(),
+                               loss=getattr(args, "loss", "squared")))
+    test_rows = [m for m in metrics if m["split"] == "test"][:1]
+    card = "\n".join([f"# elprop subgraph model: {args.model} ({args.target_spec.label})", "",
+                      f"- data: {ds.source}, {len(tr)} training / {len(te)} test molecules (seed {args.seed})",
+                      f"- subgraphs: minimum support {ms}, at most {args.max_edges} bonds",
+                      f"- test MAE {test_rows[0]['mae']:.4g} {args.target_spec.unit}" if test_rows else "",
+                      "- prediction: RDKit substructure matches of the SMARTS in config.json"]) + "\n"
+    saved.save(out / "model", card=card)
     summary = [f"{args.model} on {len(tr)} training / {len(te)} test molecules from {ds.source}, target "
                f"{args.target}; fitted in {dt:.1f} s"] + summary + \
         [f"{m['model']}, {m['split']}: MAE {m['mae']:.4g} {m['unit']}, RMSE {m['rmse']:.4g}, R² {m['r2']:.3f}"

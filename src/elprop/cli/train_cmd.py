@@ -336,6 +336,8 @@ def run_evaluate(args) -> int:
     part = args.split if args.split_file else "all"
     if model.config["model"] == "hk-unet":
         rows = _evaluate_hk(args, model, part, plots)
+    elif model.representation == "table":  # a materials model on a materials table
+        rows = _evaluate_table(args, model, part, plots)
     else:
         ds = load_data(data_spec(args, model.config["targets"]))
         sel = _split_indices(args, model_path)
@@ -375,6 +377,26 @@ def _evaluate_hk(args, model, part, plots):
     if plots:
         slice_figure(Path(plots) / f"slice_record{int(idx[0])}.png", st, int(idx[0]), pred[0])
     print_density_metrics(rows)
+    return rows
+
+
+def _evaluate_table(args, model, part, plots):
+    """A materials model on the rows of a table (--data: a CSV or an embedded name); a split file holds row
+    indices of the table."""
+    from elprop.train.metrics import metrics_table
+    t = model.read(args.data, require_target=True)
+    sel = _split_indices(args, _no_shipped)
+    idx = np.arange(len(t.y)) if sel is None else np.asarray(sel[0], dtype=np.int64)
+    if len(idx) and (idx.min() < 0 or idx.max() >= len(t.y)):
+        from elprop.core.dataset import InputError
+        raise InputError(f"{sel[1]}: row indices outside the table's {len(t.y)} rows")
+    pred = model.predict(t)
+    rows = metrics_table(model.specs, t.y[idx, None], pred.mean[idx], pred.std[idx], split=part)
+    if plots:
+        from elprop.report.plots import parity_plot
+        s = model.specs[0]
+        parity_plot(t.y[idx], pred.mean[idx, 0], s.name, Path(plots) / f"parity_{part}_{s.name}.png", unit=s.unit)
+    print_metrics(rows)
     return rows
 
 

@@ -241,11 +241,20 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     if len(ok) < 3:
         raise InputError(f"{store}: only {len(ok)} records have promolecular and DFT grids; need at least 3")
     split_path = run_dir / "split.json"
-    if split_path.exists():
-        sp = load_split(split_path)
+    # split files hold record indices of the store, for the HK map as for every family; each must have the grids
+    if split_path.exists() or split == "file":
+        src = split_path if split_path.exists() else split_file
+        sp = load_split(src, len(st))
+        for k, v in sp.items():
+            bad = np.setdiff1d(v, ok)
+            if len(bad):
+                raise InputError(f"{src}: '{k}' holds record {int(bad[0])}, which lacks finished input, "
+                                 f"promolecular or DFT grids in {st.path}")
+        if not split_path.exists():
+            save_split(sp, split_path)
     else:
         smiles = np.asarray(st.root["smiles"][:], dtype=object)[ok]
-        local = make_split(split, len(ok), smiles, n_train, n_val, seed, split_file)
+        local = make_split(split, len(ok), smiles, n_train, n_val, seed)
         sp = {k: ok[v] for k, v in local.items()}  # record indices of the store
         save_split(sp, split_path)
     config = dict(model="hk-unet", channels=list(channels), widths=list(widths), split=split, seed=seed,

@@ -24,6 +24,8 @@ def read_config(path) -> dict:
         cfg = json.loads(cfg_path.read_text())
     except ValueError as e:
         raise InputError(f"{cfg_path}: malformed config ({e})") from None
+    if isinstance(cfg, dict) and "model" not in cfg and "kind" in cfg:  # a materials model's config
+        return cfg
     if not isinstance(cfg, dict) or "model" not in cfg:
         raise InputError(f"{cfg_path}: not an elprop model config (no 'model' entry)")
     return cfg
@@ -59,9 +61,17 @@ def read_members(path) -> list:
 
 
 def load_model(path):
-    """The estimator saved in ``path``: a PropertyModel (graph, points and volume families) or a DensityModel
-    (hk-unet)."""
+    """The estimator saved in ``path``: a PropertyModel (graph, points and volume families), a DensityModel
+    (hk-unet), a SubgraphModel (sparse-linear, boosted-trees) or a MaterialsEstimator (gbr, lgbm, rf, gp,
+    krr on materials tables)."""
     cfg = read_config(path)
+    if "model" not in cfg:
+        from elprop.materials.estimator import MaterialsEstimator
+        return MaterialsEstimator.load(path)
+    from elprop.subgraph.estimator import PREDICTING
+    if cfg["model"] in PREDICTING or cfg["model"] == "slda":
+        from elprop.subgraph.estimator import SubgraphModel
+        return SubgraphModel(cfg)
     if cfg["model"] == "hk-unet":
         from elprop.train.density_run import DensityModel
         return DensityModel.load(path)
@@ -69,6 +79,6 @@ def load_model(path):
     _load_plugins()
     if cfg["model"] not in MODELS:
         raise InputError(f"{path}: a {cfg['model']!r} model; `elprop evaluate/predict` read the families "
-                         f"{', '.join(MODELS)} (materials and subgraph models: `elprop materials|subgraph`)")
+                         f"{', '.join(MODELS)}, sparse-linear and boosted-trees (materials models: `elprop materials`)")
     from elprop.train.estimator import PropertyModel
     return PropertyModel.load(path)

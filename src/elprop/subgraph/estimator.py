@@ -1,0 +1,119 @@
+"""Saved subgraph models as estimators: ``SubgraphModel.load(dir)`` and ``predict(smiles) -> Prediction``, so
+``elprop evaluate`` and ``elprop predict`` serve them like every other family.
+
+A saved subgraph model is a folder (``elprop subgraph fit --out X`` writes ``X/model/``): ``config.json`` holds
+the model in its native text form (the selected substructures as SMARTS with their coefficients, or the boosted
+trees whose splits are SMARTS), the atom labeling, the target with its unit, and ``card.md``. A prediction is an
+RDKit substructure match of each SMARTS on the molecule, prepared with the same labeling as in training. The
+supervised topic model (slda) keeps its topics in tomotopy's binary state, which is not saved: its folder
+describes the fit but does not predict.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from elprop.core.dataset import Dataset, InputError
+from elprop.core.units import TargetSpec
+
+PREDICTING = ("sparse-linear", "boosted-trees")
+
+
+class SubgraphModel:
+    representation = "subgraphs"
+
+    def __init__(self, config: dict):
+        self.config = dict(config)
+        self.config.setdefault("targets", [self.config.get("target", "y")])
+        spec = self.config.get("target_spec") or {"name": self.config["targets"][0]}
+        self.specs = [TargetSpec.from_dict(spec)]
+        self.domain = {}
+        self._queries = None
+
+    @classmethod
+    def load(cls, path) -> "SubgraphModel":
+        from elprop.train.saved import read_config
+        return cls(read_config(path))
+
+    def save(self, path, card: str | None = None) -> Path:
+        from elprop.core.cache import atomic_write
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(self.config, indent=1)))
+        if card is not None:
+            atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
+        return path
+
+    # --- prediction ------------------------------------------------------------------------------------------
+    def _smarts(self) -> list[str]:
+        if self.config["model"] == "sparse-linear":
+            return [f["smarts"] for f in self.config["features"]]
+        out = []
+
+        def walk(node):
+            if "smarts" in node:
+                out.append(node["smarts"])
+                walk(node["yes"])
+                walk(node["no"])
+        for t in self.config["trees"]:
+            walk(t)
+        return list(dict.fromkeys(out))
+
+    def represent(self, data):
+        """The molecules as labelled for matching (``None`` with an error for a SMILES that does not parse)."""
+        from rdkit import Chem
+
+        from elprop.chem.rdkit_utils import mol_from_smiles
+        from elprop.subgraph.molgraph import Labeling, prepare
+        if self.config["model"] not in PREDICTING:
+            raise InputError(f"a saved {self.config['model']} model describes its fit but does not predict; "
+                             f"refit with --model {' or '.join(PREDICTING)}")
+        lab = Labeling.from_dict(self.config["labels"])
+        smiles = list(data.smiles) if isinstance(data, Dataset) else list(data)
+        mols, errors = [], {}
+        for i, s in enumerate(smiles):
+            try:
+                mols.append(prepare(mol_from_smiles(str(s)), lab))
+            except InputError as e:
+                mols.append(None)
+                errors[i] = str(e)
+        if self._queries is None:
+            self._queries = {s: Chem.MolFromSmarts(s) for s in self._smarts()}
+        return _Mols(mols, errors)
+
+    def _value(self, mol) -> float:
+        q = self._queries
+        if self.config["model"] == "sparse-linear":
+            return self.config["intercept"] + sum(f["coefficient"] for f in self.config["features"]
+                                                  if mol.HasSubstructMatch(q[f["smarts"]]))
+        total = self.config["init"]
+        for node in self.config["trees"]:
+            while "smarts" in node:
+                node = node["yes"] if mol.HasSubstructMatch(q[node["smarts"]]) else node["no"]
+            total += self.config["learning_rate"] * node["value"]
+        return total
+
+    def predict_rep(self, rep, idx=None):
+        idx = np.arange(len(rep)) if idx is None else np.asarray(idx)
+        mean = np.array([[self._value(rep.mols[i])] if rep.valid[i] else [np.nan] for i in idx], dtype=float)
+        mean = mean.reshape(len(idx), 1)
+        if self.config.get("loss") == "logistic":
+            mean = 1 / (1 + np.exp(-mean))
+        return mean, np.full_like(mean, np.nan)  # no σ: a point estimate
+
+    def predict(self, data):
+        from elprop.train.estimator import Prediction
+        rep = self.represent(data)
+        mean, std = self.predict_rep(rep)
+        return Prediction(mean, std, [""] * len(rep), dict(rep.errors), rep)
+
+
+class _Mols:
+    def __init__(self, mols, errors):
+        self.mols, self.errors = mols, errors
+        self.valid = np.array([m is not None for m in mols], dtype=bool)
+
+    def __len__(self):
+        return len(self.mols)
