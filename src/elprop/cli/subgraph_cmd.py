@@ -170,20 +170,32 @@ def run_mine(args) -> int:
 
 def run_fit(args) -> int:
     ds, y = _data(args)
-    graphs, mols, lab = _graphs(args, ds.smiles)
-    tr, te = _split(args, len(graphs))
-    ms = _min_support(args, len(tr))
+    n = len(ds)
+    tr, te = _split(args, n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    sub_graphs = [graphs[i] for i in tr]
-    if args.model == "sparse-linear":
-        rows, pred_tr, pred_te, summary, model = _fit_sparse(args, sub_graphs, y[tr], [mols[i] for i in te],
-                                                           lab, ms, tr)
-    elif args.model == "boosted-trees":
-        rows, pred_tr, pred_te, summary, model = _fit_trees(args, sub_graphs, y[tr], [mols[i] for i in te],
-                                                          lab, ms, tr)
+    est = None
+    if args.model in ("sparse-linear", "boosted-trees"):
+        from elprop.subgraph.estimator import SubgraphModel
+        from tqdm import tqdm
+        params = ({"loss": args.loss, "l1_ratio": args.l1_ratio, "lambda": args.lam}
+                  if args.model == "sparse-linear" else
+                  {"n_estimators": args.n_estimators, "learning_rate": args.learning_rate,
+                   "max_depth": args.max_depth, "min_samples_leaf": args.min_samples_leaf})
+        _min_support(args, len(tr))  # a bad --min-support fails here, with one line
+        est = SubgraphModel.new(args.model, args.target_spec, labels=_label_options(args),
+                                min_support=args.min_support, max_edges=args.max_edges, params=params)
+        bar = tqdm(total=args.n_estimators, desc="trees", unit="tree",
+                   disable=args.model != "boosted-trees" or args.n_estimators < 5)
+        est.fit(ds, [args.target], {"train": tr}, progress=lambda h: bar.update(1))
+        bar.close()
+        mols, lab, ms = est.mols, est.labeling, est.config["min_support"]
+        report = _report_sparse if args.model == "sparse-linear" else _report_trees
+        rows, pred_tr, pred_te, summary, model = report(args, est, y, tr, te)
     else:
+        graphs, mols, lab = _graphs(args, ds.smiles)
+        ms = _min_support(args, len(tr))
         rows, pred_tr, pred_te, summary, model = _fit_slda(args, [mols[i] for i in tr], y[tr],
                                                          [mols[i] for i in te], tr)
     dt = time.time() - t0
@@ -198,8 +210,9 @@ def run_fit(args) -> int:
     atomic_write(out / "model.json", lambda tmp: Path(tmp).write_text(json.dumps(model, indent=1)))
     # the same model as a saved-model folder, which `elprop evaluate` and `elprop predict` read
     from elprop.subgraph.estimator import SubgraphModel
-    saved = SubgraphModel(dict(model, targets=[args.target], target_spec=args.target_spec.to_dict(),
-                               loss=getattr(args, "loss", "squared")))
+    saved = est if args.model != "slda" else SubgraphModel(dict(model, targets=[args.target],
+                                                               target_spec=args.target_spec.to_dict()))
+    saved.config.update({"data": str(ds.source), "seed": args.seed, "max_edges": args.max_edges})
     test_rows = [m for m in metrics if m["split"] == "test"][:1]
     card = "\n".join([f"# elprop subgraph model: {args.model} ({args.target_spec.label})", "",
                       f"- data: {ds.source}, {len(tr)} training / {len(te)} test molecules (seed {args.seed})",
@@ -220,63 +233,52 @@ def run_fit(args) -> int:
     return 0
 
 
-def _fit_sparse(args, graphs, y, test_mols, lab, ms, tr):
-    from elprop.subgraph.molgraph import pattern_smarts
-    from elprop.subgraph.sparse import SubgraphLinearModel
-    m = SubgraphLinearModel(graphs, y, loss=args.loss, alpha=args.l1_ratio, min_support=ms,
-                            max_edges=args.max_edges)
-    lam = args.lam if args.lam is not None else m.lambda_max() / 100
-    m.fit(lam)
+def _label_options(args) -> dict:
+    return {"aromatic": args.aromatic, "charge": args.charge, "hydrogens": args.hydrogens, "kekulize": args.kekulize}
+
+
+def _report_sparse(args, est, y, tr, te):
+    """Report rows, train/test predictions and summary of a fitted sparse-linear SubgraphModel."""
+    m = est.learner
     sel = m.selected()
-    smarts = [pattern_smarts(p.code, lab, p.vertex_label) for p, _ in sel]
-    coefs = np.array([b for _, b in sel])
-    f_te = m.b + (_contains(smarts, test_mols).astype(float) @ coefs if len(sel) else 0.0)
+    smarts = [f["smarts"] for f in est.config["features"]]
+    coefs = np.array([f["coefficient"] for f in est.config["features"]])
+    f_te = m.b + (_contains(smarts, [est.mols[i] for i in te]).astype(float) @ coefs if len(sel) else 0.0)
     f_tr = m.decision()
     if args.loss == "logistic":
         f_te, f_tr = 1 / (1 + np.exp(-f_te)), 1 / (1 + np.exp(-f_tr))
     rows = [{"smarts": s, "coefficient": b, "support": p.support, "n_edges": p.n_edges, "example": int(tr[p.gids[0]])}
             for s, (p, b) in zip(smarts, sel)]
     h = m.history[-1]
+    lam = est.config["lambda"]
     summary = [f"λ = {lam:.4g}, α = {args.l1_ratio}: {len(sel)} subgraphs selected; working set {h['working_set']}, "
                f"{h['outer']} search rounds, {h['tree_nodes']} enumeration-tree nodes explored",
                f"intercept {m.b:.4g}; objective {h['objective']:.6g}"]
     if not h["converged"]:
         summary.append("WARNING: the solver stopped before convergence (see the warning above); the coefficients "
                        "are not optimal at this λ")
-    model = {"model": "sparse-linear", "loss": args.loss, "lambda": lam, "l1_ratio": args.l1_ratio,
-             "converged": bool(h["converged"]), "intercept": m.b, "features": [{"smarts": s, "coefficient": b} for s, b in zip(smarts, coefs.tolist())]}
-    return rows, f_tr, f_te, summary, model
+    return rows, f_tr, f_te, summary, _model_json(est)
 
 
-def _fit_trees(args, graphs, y, test_mols, lab, ms, tr):
-    from elprop.subgraph.molgraph import pattern_smarts
-    from elprop.subgraph.trees import SubgraphBoosting
-    from tqdm import tqdm
-    b = SubgraphBoosting(graphs, y, n_estimators=args.n_estimators, learning_rate=args.learning_rate,
-                         max_depth=args.max_depth, min_samples_leaf=args.min_samples_leaf, min_support=ms,
-                         max_edges=args.max_edges)
-    bar = tqdm(total=args.n_estimators, desc="trees", unit="tree", disable=args.n_estimators < 5)
-    b.fit(callback=lambda h: bar.update(1))
-    bar.close()
-    smarts_of = {}
-    for t in b.trees:
-        for p, _, _ in t.patterns():
-            smarts_of.setdefault(p.key(), pattern_smarts(p.code, lab, p.vertex_label))
-    keys = list(smarts_of)
-    X = _contains([smarts_of[k] for k in keys], test_mols)
+def _report_trees(args, est, y, tr, te):
+    """Report rows, train/test predictions and summary of fitted boosted subgraph trees."""
+    b = est.learner
+    keys = list(est.smarts_of)
+    X = _contains([est.smarts_of[k] for k in keys], [est.mols[i] for i in te])
     col = {k: j for j, k in enumerate(keys)}
-    f_te = b.predict(lambda p: X[:, col[p.key()]], len(test_mols))
-    rows = [{"smarts": smarts_of[p.key()], "total gain": g, "support": p.support, "uses": c,
+    f_te = b.predict(lambda p: X[:, col[p.key()]], len(te))
+    rows = [{"smarts": est.smarts_of[p.key()], "total gain": g, "support": p.support, "uses": c,
              "example": int(tr[p.gids[0]])} for p, g, c in b.feature_importance()]
     summary = [f"{len(b.trees)} trees of depth {args.max_depth}, shrinkage {args.learning_rate}; "
                f"{len(rows)} distinct split subgraphs; {b.tree.size} enumeration-tree nodes explored"]
+    return rows, b.train_pred, f_te, summary, _model_json(est)
 
-    def dump(node):
-        if "pattern" not in node:
-            return {"value": node["value"]}
-        return {"smarts": smarts_of[node["pattern"].key()], "yes": dump(node["left"]), "no": dump(node["right"])}
-    model = {"model": "boosted-trees", "init": b.init, "learning_rate": b.lr, "trees": [dump(t.root) for t in b.trees]}
-    return rows, b.train_pred, f_te, summary, model
+
+def _model_json(est) -> dict:
+    """model.json: the fitted model's own entries (as saved before the estimator existed)."""
+    keep = ("model", "loss", "lambda", "l1_ratio", "converged", "intercept", "features", "init", "learning_rate",
+            "trees")
+    return {k: est.config[k] for k in keep if k in est.config}
 
 
 def _fit_slda(args, train_mols, y, test_mols, tr):

@@ -33,6 +33,68 @@ class SubgraphModel:
         self._queries = None
 
     @classmethod
+    def new(cls, model: str, target, *, labels: dict | None = None, min_support: float = 0.01,
+            max_edges: int = 6, params: dict | None = None) -> "SubgraphModel":
+        """An unfitted model: ``model`` sparse-linear (params: loss, l1_ratio, lambda) or boosted-trees (params:
+        n_estimators, learning_rate, max_depth, min_samples_leaf); ``target`` a name or TargetSpec; ``labels``
+        the atom labeling options (aromatic, charge, hydrogens, kekulize); ``min_support`` a count, or a
+        fraction of the training molecules if below 1."""
+        if model not in PREDICTING:
+            raise InputError(f"unknown subgraph model {model!r}; fit one of {', '.join(PREDICTING)}")
+        spec = target if isinstance(target, TargetSpec) else TargetSpec(str(target))
+        return cls({"model": model, "targets": [spec.name], "target_spec": spec.to_dict(),
+                    "label_options": dict(labels or {}), "min_support_given": float(min_support),
+                    "max_edges": int(max_edges), "params": dict(params or {}),
+                    "loss": (params or {}).get("loss", "squared")})
+
+    def fit(self, data: Dataset, targets=None, split=None, progress=None) -> "SubgraphModel":
+        """Mine and fit on ``split["train"]`` (rows of ``data``; default all). Every molecule of ``data`` is
+        labelled with one labeling, as in ``elprop subgraph fit``. Afterwards ``learner`` (the
+        SubgraphLinearModel or SubgraphBoosting), ``labeling``, ``mols`` and ``smarts_of`` are kept for reports."""
+        from elprop.subgraph.molgraph import Labeling, pattern_smarts, smiles_graphs
+        name = (targets or self.config["targets"])[0]
+        y = np.asarray(data.target(name), dtype=np.float64)
+        tr = np.arange(len(data)) if split is None else np.asarray(split["train"], dtype=np.int64)
+        graphs, mols, lab = smiles_graphs(list(data.smiles), Labeling(**self.config["label_options"]))
+        ms = self.config["min_support_given"]
+        ms = max(1, int(np.ceil(ms * len(tr)))) if ms < 1 else int(ms)
+        p, sub = self.config["params"], [graphs[i] for i in tr]
+        if self.config["model"] == "sparse-linear":
+            from elprop.subgraph.sparse import SubgraphLinearModel
+            m = SubgraphLinearModel(sub, y[tr], loss=p.get("loss", "squared"), alpha=p.get("l1_ratio", 1.0),
+                                    min_support=ms, max_edges=self.config["max_edges"])
+            lam = p.get("lambda") if p.get("lambda") is not None else m.lambda_max() / 100
+            m.fit(lam)
+            sel = m.selected()
+            smarts = [pattern_smarts(q.code, lab, q.vertex_label) for q, _ in sel]
+            self.smarts_of = {q.key(): s for s, (q, _) in zip(smarts, sel)}
+            self.config.update({"lambda": lam, "l1_ratio": p.get("l1_ratio", 1.0),
+                                "converged": bool(m.history[-1]["converged"]), "intercept": m.b,
+                                "features": [{"smarts": s, "coefficient": float(b)} for s, (_, b) in zip(smarts, sel)]})
+        else:
+            from elprop.subgraph.trees import SubgraphBoosting
+            m = SubgraphBoosting(sub, y[tr], n_estimators=p.get("n_estimators", 100),
+                                 learning_rate=p.get("learning_rate", 0.1), max_depth=p.get("max_depth", 3),
+                                 min_samples_leaf=p.get("min_samples_leaf", 5), min_support=ms,
+                                 max_edges=self.config["max_edges"])
+            m.fit(callback=progress)
+            self.smarts_of = {}
+            for t in m.trees:
+                for q, _, _ in t.patterns():
+                    self.smarts_of.setdefault(q.key(), pattern_smarts(q.code, lab, q.vertex_label))
+
+            def dump(node):
+                if "pattern" not in node:
+                    return {"value": node["value"]}
+                return {"smarts": self.smarts_of[node["pattern"].key()], "yes": dump(node["left"]),
+                        "no": dump(node["right"])}
+            self.config.update({"init": m.init, "learning_rate": m.lr, "trees": [dump(t.root) for t in m.trees]})
+        self.config.update({"labels": lab.to_dict(), "min_support": ms, "n_train": int(len(tr))})
+        self.learner, self.labeling, self.mols = m, lab, mols
+        self._queries = None
+        return self
+
+    @classmethod
     def load(cls, path) -> "SubgraphModel":
         from elprop.train.saved import read_config
         return cls(read_config(path))
