@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from elprop.core.cache import atomic_write, write_csv
+from elprop.core.dataset import InputError
+
 EPILOG = """examples:
   elprop materials fit --data dband-overlayers --target eps_d_minus_EF_eV --drop-columns shift_eV \\
       --out runs/dband
@@ -118,7 +121,6 @@ def run_fit(args) -> int:
     from elprop.materials.models import MaterialsModel
     from elprop.materials.protocols import learning_curve
     from elprop.materials import report as R
-    from elprop.core.cache import write_csv
     from tqdm import tqdm
     t = _read(args)
     out = Path(args.out)
@@ -180,7 +182,6 @@ def run_fit(args) -> int:
 
 def run_evaluate(args) -> int:
     import pandas as pd
-    from elprop.core.cache import write_csv
     from elprop.materials import report as R
     from elprop.materials.protocols import descriptor_search, learning_curve, leave_one_group_out
     from elprop.data.embedded import resolve
@@ -225,7 +226,6 @@ def run_evaluate(args) -> int:
 
 
 def _load(model_dir):
-    from elprop.core.dataset import InputError
     from elprop.materials.models import MaterialsModel
     p = Path(model_dir)
     m = MaterialsModel.load(p)
@@ -237,7 +237,6 @@ def _load(model_dir):
 
 
 def run_predict(args) -> int:
-    from elprop.core.dataset import InputError
     m, meta = _load(args.model)
     args.descriptors = ",".join(meta["descriptors"])
     t = _read(args, require_target=False)
@@ -248,7 +247,6 @@ def run_predict(args) -> int:
     df = t.frame.copy()
     df[f"{meta['target']}_pred"] = mu
     df[f"{meta['target']}_std"] = sd
-    from elprop.core.cache import atomic_write
     atomic_write(args.output, lambda tmp: df.to_csv(tmp, index=False))
     print(f"wrote {len(df)} predictions ({meta['target']}, {meta['unit']}) to {args.output}")
     return 0
@@ -256,8 +254,6 @@ def run_predict(args) -> int:
 
 def run_screen(args) -> int:
     import pandas as pd
-    from elprop.core.cache import atomic_write
-    from elprop.core.dataset import InputError
     from elprop.materials import report as R
     from elprop.materials.descriptors import check_symbols, element_table
     from elprop.materials.table import candidate_pairs

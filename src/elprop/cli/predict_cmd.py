@@ -7,6 +7,9 @@ import math
 import sys
 from pathlib import Path
 
+from elprop.core.cache import atomic_write
+from elprop.core.dataset import InputError
+
 EPILOG = """examples:
   elprop predict "c1ccccc1O"                    phenol, with the shipped QM9 model
   elprop predict "CCO" "C#N" "c1ccncc1"         several SMILES at once
@@ -14,6 +17,12 @@ EPILOG = """examples:
   elprop predict geoms.xyz --format json        an (ext)xyz file; bonds are perceived from the coordinates
   elprop predict mols.csv --smiles-column smi   a CSV with a SMILES column
   elprop predict "CCO" --model runs/quick/model another saved model
+  elprop predict geoms.xyz --model runs/g/model  a model trained with --geometry dataset reads the coordinates
+  elprop predict "CCO" --model runs/cnn/model     a cnn3d: its promolecular/potential grids are computed here
+  elprop predict --model runs/cnn/model --density-store q.zarr      the records of a density store
+  elprop predict "CCO" --model runs/hk/model      an hk-unet: electron count and dipole of its density
+  elprop predict "CCO" --model runs/sg/model      a subgraph model (sparse-linear, boosted-trees)
+  elprop predict dband-overlayers --model runs/dband/model          a materials model on a table
 
 Molecules that cannot be read (invalid SMILES, elements the model never saw) are listed with their error and
 the others are still predicted; if no input can be predicted the exit code is 2. The 'warning' column flags
@@ -169,7 +178,6 @@ def _store_rows(model, store):
     """Rows for every record of a density store (volumetric models that read stored grids)."""
     from elprop.data.load import DataSpec, load_data
     if model.representation != "volume":
-        from elprop.core.dataset import InputError
         raise InputError(f"--density-store is for volumetric models (cnn3d); this is a {model.config['model']} model")
     ds = load_data(DataSpec(store=store))
     pred = model.predict(ds)
@@ -177,8 +185,6 @@ def _store_rows(model, store):
 
 
 def run_predict(args) -> int:
-    from elprop.core.cache import atomic_write
-    from elprop.core.dataset import InputError
     from elprop.pretrained import model_path
     from elprop.train.saved import load_model
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from elprop.core.dataset import InputError
+
 EPILOG = """examples:
   elprop predict-density --model runs/hk/model "CC(=O)O" -o acetic_acid.cube       (SMILES: RDKit 3D embedding)
   elprop predict-density --model runs/hk/model mol.xyz -o mol.cube
@@ -39,7 +41,6 @@ def _molecule(text):
 
     import numpy as np
 
-    from elprop.core.dataset import InputError
     if os.path.isfile(text):
         from elprop.data.readers import read_any
         ds = read_any(text)
@@ -55,7 +56,6 @@ def _molecule(text):
 def run(args) -> int:
     import numpy as np
 
-    from elprop.core.dataset import InputError
     from elprop.density.cube import write_cube
     from elprop.train.density_run import DensityModel
     model = DensityModel.load(args.model)
@@ -99,7 +99,6 @@ def _write_kind(model, args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from elprop.core.dataset import InputError
     from elprop.density.store import DONE, DensityStore
     from elprop.represent.hk import HKSet
     st = DensityStore(args.density_store, mode="r+")

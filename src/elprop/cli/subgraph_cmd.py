@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from elprop.core.cache import atomic_write, write_csv
+from elprop.core.dataset import InputError
+
 EPILOG = """examples:
   elprop subgraph mine --data qm9 --limit 2000 --min-support 0.02 --max-edges 6 --out runs/sg-mine
   elprop subgraph fit --model sparse-linear --data qm9 --limit 3000 --target gap --lambda 0.01 --out runs/sg-lasso
@@ -92,7 +95,6 @@ def add_parser(sub):
 
 def _data(args, need_target=True):
     from elprop.cli.options import data_spec
-    from elprop.core.dataset import InputError
     from elprop.core.units import resolve_targets
     from elprop.data.load import load_data
     ds = load_data(data_spec(args, [args.target] if need_target else []))
@@ -116,7 +118,6 @@ def _graphs(args, smiles):
 
 
 def _min_support(args, n):
-    from elprop.core.dataset import InputError
     if args.min_support <= 0:
         raise InputError("--min-support must be positive")
     return max(1, int(np.ceil(args.min_support * n))) if args.min_support < 1 else int(args.min_support)
@@ -203,7 +204,6 @@ def run_fit(args) -> int:
                dict(_metrics(y[te], pred_te, "test", args.target_spec), model=args.model)]
     for name, pred in model.pop("_baselines", {}).items():  # baselines on the same bags of subgraphs
         metrics.append(dict(_metrics(y[te], pred, "test", args.target_spec), model=f"{name} on the same bags"))
-    from elprop.core.cache import atomic_write, write_csv
     write_csv(out / "metrics.csv", metrics)
     model.update({"target": args.target, "labels": lab.to_dict(), "min_support": ms, "max_edges": args.max_edges,
                   "n_train": int(len(tr)), "data": str(ds.source), "seed": args.seed})
@@ -304,8 +304,6 @@ def _fit_slda(args, train_mols, y, test_mols, tr):
 def run_path(args) -> int:
     """The regularisation path, scored on a validation split at each λ; the test split is scored once, at the λ
     with the lowest validation MAE."""
-    from elprop.core.cache import write_csv
-    from elprop.core.dataset import InputError
     from elprop.data.splits import random_split
     from elprop.subgraph.molgraph import pattern_smarts
     from elprop.subgraph.report import write_report

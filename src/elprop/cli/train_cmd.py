@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from elprop.core.cache import write_csv
+from elprop.core.dataset import InputError
+
 TRAIN_EPILOG = """examples:
   elprop train --data qm9 --targets homo,lumo,gap --limit 5000 --epochs 5 --out runs/quick
   elprop train --data qm9 --model schnet --targets U0_atom --limit 20000 --time-budget 1800 --out runs/u0
@@ -95,7 +98,6 @@ def add_train_parser(sub):
 
 def _check_family_options(args):
     """Refuse, with exit 2, the options another family takes but this one would ignore."""
-    from elprop.core.dataset import InputError
     from elprop.models import MODELS, OPTIONS
     allowed = MODELS[args.model].option_names()
     flags = dict(PROPERTY_FLAGS, no_augment=False, **{d: o.default for d, o in OPTIONS.items()})
@@ -108,7 +110,6 @@ def _check_family_options(args):
 
 def run_train(args) -> int:
     from elprop.cli.options import data_spec, out_dir, target_names
-    from elprop.core.dataset import InputError
     from elprop.core.units import resolve_targets
     from elprop.data.load import load_data
     from elprop.models import MODELS
@@ -172,7 +173,6 @@ def run_train(args) -> int:
 
 def _trainer_options(args) -> dict:
     """--devices/--num-nodes/--strategy/--precision for the Lightning Trainer (defaults left out)."""
-    from elprop.core.dataset import InputError
     opts = {}
     if args.checkpoint_every is not None:
         if args.checkpoint_every < 1:
@@ -248,7 +248,6 @@ def print_density_metrics(rows):
 
 def _arch(args) -> dict:
     """The family's architecture options (``models.OPTIONS`` with ``arch``) that differ from their defaults."""
-    from elprop.core.dataset import InputError
     from elprop.models import MODELS, OPTIONS
     if args.no_augment and args.augment not in (None, "none"):
         raise InputError(f"--no-augment contradicts --augment {args.augment}")
@@ -310,7 +309,6 @@ def add_evaluate_parser(sub):
 def _split_indices(args, shipped_dir):
     """(indices of the full data (records of a store), file name) from --split-file/--split; None: all.
     ``shipped_dir()``: the folder of the shipped model, for --split-file shipped."""
-    from elprop.core.dataset import InputError
     from elprop.data.splits import load_split
     if not args.split_file:
         return None
@@ -323,7 +321,6 @@ def _split_indices(args, shipped_dir):
 
 def run_evaluate(args) -> int:
     from elprop.cli.options import data_spec
-    from elprop.core.cache import write_csv
     from elprop.data.load import load_data
     from elprop.data.splits import rows_of
     from elprop.pretrained import model_path
@@ -353,7 +350,6 @@ def run_evaluate(args) -> int:
 
 def _evaluate_hk(args, model, part, plots):
     """The HK map on store records: NMAE, electron count and dipole errors beside the promolecular baseline."""
-    from elprop.core.dataset import InputError
     from elprop.density.store import open_store
     from elprop.represent.hk import HKSet
     from elprop.train.density_run import density_metric_rows, density_metrics, slice_figure
@@ -388,7 +384,6 @@ def _evaluate_table(args, model, part, plots):
     sel = _split_indices(args, _no_shipped)
     idx = np.arange(len(t.y)) if sel is None else np.asarray(sel[0], dtype=np.int64)
     if len(idx) and (idx.min() < 0 or idx.max() >= len(t.y)):
-        from elprop.core.dataset import InputError
         raise InputError(f"{sel[1]}: row indices outside the table's {len(t.y)} rows")
     pred = model.predict(t)
     rows = metrics_table(model.specs, t.y[idx, None], pred.mean[idx], pred.std[idx], split=part)
@@ -401,5 +396,4 @@ def _evaluate_table(args, model, part, plots):
 
 
 def _no_shipped():
-    from elprop.core.dataset import InputError
     raise InputError("--split-file shipped is the shipped property model's test set, not a density store's")
