@@ -21,7 +21,8 @@ EPILOG = """examples:
 Molecules are graphs of heavy atoms labelled by element (options: --aromatic, --charge, --hydrogens) with bonds
 labelled single/double/triple/aromatic (--kekulize: Kekulé orders). Each command writes a CSV table and
 report.html (substructures drawn with their weights and supports) into --out; fit and path also write
-metrics.csv (train/test MAE, RMSE, R²) and model.json (the substructures as SMARTS with their coefficients).
+metrics.csv (train/test MAE, RMSE, R²), model.json (the substructures as SMARTS with their coefficients) and
+model/ (the same as a saved model that `elprop predict` and `elprop evaluate` read).
 """
 
 
@@ -202,6 +203,7 @@ def run_fit(args) -> int:
     dt = time.time() - t0
     metrics = [dict(_metrics(y[tr], pred_tr, "train", args.target_spec), model=args.model),
                dict(_metrics(y[te], pred_te, "test", args.target_spec), model=args.model)]
+    topic_model = model.pop("_topic_model", None)
     for name, pred in model.pop("_baselines", {}).items():  # baselines on the same bags of subgraphs
         metrics.append(dict(_metrics(y[te], pred, "test", args.target_spec), model=f"{name} on the same bags"))
     write_csv(out / "metrics.csv", metrics)
@@ -211,8 +213,12 @@ def run_fit(args) -> int:
     # the same model as a saved-model folder, which `elprop evaluate` and `elprop predict` read
     from elprop.subgraph.estimator import SubgraphModel
     saved = est if args.model != "slda" else SubgraphModel(dict(model, targets=[args.target],
-                                                               target_spec=args.target_spec.to_dict()))
+                                                               target_spec=args.target_spec.to_dict(),
+                                                               labels=lab.to_dict()))
     saved.config.update({"data": str(ds.source), "seed": args.seed, "max_edges": args.max_edges})
+    if topic_model is not None:  # tomotopy's binary state beside config.json
+        (out / "model").mkdir(parents=True, exist_ok=True)
+        saved.config["slda"] = topic_model.save(out / "model" / "slda.bin")
     test_rows = [m for m in metrics if m["split"] == "test"][:1]
     card = "\n".join([f"# elprop subgraph model: {args.model} ({args.target_spec.label})", "",
                       f"- data: {ds.source}, {len(tr)} training / {len(te)} test molecules (seed {args.seed})",
@@ -297,7 +303,8 @@ def _fit_slda(args, train_mols, y, test_mols, tr):
                          "note": f"topic {t['topic']}, word {w}, p = {prob:.3f}", "example": None})
     summary = [f"supervised LDA over {args.bag} words (radius {args.radius}), {args.topics} topics, "
                f"{len(bags.vocab)} distinct words; top words per topic below, topics by coefficient"]
-    model = {"model": "slda", "topics": topics, "_baselines": base}
+    model = {"model": "slda", "topics": topics, "_baselines": base, "bag": args.bag, "radius": args.radius,
+             "_topic_model": m}
     return rows, f_tr, f_te, summary, model
 
 

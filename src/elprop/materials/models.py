@@ -167,10 +167,8 @@ class MaterialsModel:
         if self.kind == "lgbm":
             atomic_write(path / "booster.txt", lambda tmp: self.est.booster_.save_model(tmp))
         atomic_write(path / "train.npz", lambda tmp: np.savez(open(tmp, "wb"), X=self._raw, y=self._y))
-        atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))
-        if card is not None:
-            atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
-        return path
+        from elprop.train.saved import write_model_dir  # config.json and card.md, as for every family
+        return write_model_dir(path, cfg, [], card)
 
     @classmethod
     def load(cls, path) -> "MaterialsModel":

@@ -140,6 +140,19 @@ class SLDATopicModel:
             out.append(self.model.estimate(doc)[0])
         return np.asarray(out) * self.std + self.mean
 
+    def save(self, path) -> dict:
+        """tomotopy's own binary state to ``path`` (no pickle); returns what ``load`` needs besides it."""
+        self.model.save(str(path))
+        return {"k": self.k, "mean": self.mean, "std": self.std, "seed": self.seed}
+
+    @classmethod
+    def load(cls, path, info: dict) -> "SLDATopicModel":
+        import tomotopy as tp
+        m = cls(k=int(info["k"]), seed=int(info.get("seed", 0)))
+        m.model = tp.SLDAModel.load(str(path))
+        m.mean, m.std = float(info["mean"]), float(info["std"])
+        return m
+
     def topics(self, fragments: dict, top_n: int = 8):
         """Per topic: its regression coefficient (in target units per unit topic share) and top words with their
         fragments and probabilities."""

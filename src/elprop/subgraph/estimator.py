@@ -5,12 +5,11 @@ A saved subgraph model is a folder (``elprop subgraph fit --out X`` writes ``X/m
 the model in its native text form (the selected substructures as SMARTS with their coefficients, or the boosted
 trees whose splits are SMARTS), the atom labeling, the target with its unit, and ``card.md``. A prediction is an
 RDKit substructure match of each SMARTS on the molecule, prepared with the same labeling as in training. The
-supervised topic model (slda) keeps its topics in tomotopy's binary state, which is not saved: its folder
-describes the fit but does not predict.
+supervised topic model (slda) keeps its topics in tomotopy's own binary file (``slda.bin``) beside the config;
+it predicts by inferring the topics of the molecule's bag of subgraph words.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,8 @@ import numpy as np
 from elprop.core.dataset import Dataset, InputError
 from elprop.core.units import TargetSpec
 
-PREDICTING = ("sparse-linear", "boosted-trees")
+PREDICTING = ("sparse-linear", "boosted-trees", "slda")
+FITTING = ("sparse-linear", "boosted-trees")  # SubgraphModel.fit; slda is fitted by `elprop subgraph fit`
 
 
 class SubgraphModel:
@@ -31,6 +31,7 @@ class SubgraphModel:
         self.specs = [TargetSpec.from_dict(spec)]
         self.domain = {}
         self._queries = None
+        self.path = None  # the saved folder (slda reads its topic model from there)
 
     @classmethod
     def new(cls, model: str, target, *, labels: dict | None = None, min_support: float = 0.01,
@@ -39,8 +40,8 @@ class SubgraphModel:
         n_estimators, learning_rate, max_depth, min_samples_leaf); ``target`` a name or TargetSpec; ``labels``
         the atom labeling options (aromatic, charge, hydrogens, kekulize); ``min_support`` a count, or a
         fraction of the training molecules if below 1."""
-        if model not in PREDICTING:
-            raise InputError(f"unknown subgraph model {model!r}; fit one of {', '.join(PREDICTING)}")
+        if model not in FITTING:
+            raise InputError(f"unknown subgraph model {model!r}; fit one of {', '.join(FITTING)}")
         spec = target if isinstance(target, TargetSpec) else TargetSpec(str(target))
         return cls({"model": model, "targets": [spec.name], "target_spec": spec.to_dict(),
                     "label_options": dict(labels or {}), "min_support_given": float(min_support),
@@ -97,16 +98,15 @@ class SubgraphModel:
     @classmethod
     def load(cls, path) -> "SubgraphModel":
         from elprop.train.saved import read_config
-        return cls(read_config(path))
+        m = cls(read_config(path))
+        m.path = Path(path)
+        return m
 
     def save(self, path, card: str | None = None) -> Path:
-        from elprop.core.cache import atomic_write
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(self.config, indent=1)))
-        if card is not None:
-            atomic_write(path / "card.md", lambda tmp: Path(tmp).write_text(card))
-        return path
+        """config.json (the SMARTS and coefficients or trees: the model's native text form) and card.md, through
+        the one saved-model writer."""
+        from elprop.train.saved import write_model_dir
+        return write_model_dir(path, self.config, [], card)
 
     # --- prediction ------------------------------------------------------------------------------------------
     def _smarts(self) -> list[str]:
@@ -129,9 +129,8 @@ class SubgraphModel:
 
         from elprop.chem.rdkit_utils import mol_from_smiles
         from elprop.subgraph.molgraph import Labeling, prepare
-        if self.config["model"] not in PREDICTING:
-            raise InputError(f"a saved {self.config['model']} model describes its fit but does not predict; "
-                             f"refit with --model {' or '.join(PREDICTING)}")
+        if self.config["model"] == "slda" and "slda" not in self.config:
+            raise InputError("this slda model was saved without its topic model (an older elprop); refit it")
         lab = Labeling.from_dict(self.config["labels"])
         smiles = list(data.smiles) if isinstance(data, Dataset) else list(data)
         mols, errors = [], {}
@@ -141,7 +140,7 @@ class SubgraphModel:
             except InputError as e:
                 mols.append(None)
                 errors[i] = str(e)
-        if self._queries is None:
+        if self._queries is None and self.config["model"] != "slda":
             self._queries = {s: Chem.MolFromSmarts(s) for s in self._smarts()}
         return _Mols(mols, errors)
 
@@ -157,8 +156,23 @@ class SubgraphModel:
             total += self.config["learning_rate"] * node["value"]
         return total
 
+    def _slda_values(self, mols) -> np.ndarray:
+        """Topic inference (tomotopy, Gibbs sampling: repeated calls differ a little) and the topic regression."""
+        from elprop.subgraph.bags import SLDATopicModel, SubgraphBags
+        if self.path is None:
+            raise InputError("an slda model predicts once saved and loaded (its topics live in slda.bin)")
+        if getattr(self, "_slda", None) is None:
+            self._slda = SLDATopicModel.load(self.path / "slda.bin", self.config["slda"])
+        bags = SubgraphBags(self.config.get("bag", "ecfp"), int(self.config.get("radius", 2)))
+        return self._slda.predict([bags.words(m)[0] for m in mols])
+
     def predict_rep(self, rep, idx=None):
         idx = np.arange(len(rep)) if idx is None else np.asarray(idx)
+        if self.config["model"] == "slda":
+            ok = [i for i in idx if rep.valid[i]]
+            vals = dict(zip(ok, self._slda_values([rep.mols[i] for i in ok]))) if ok else {}
+            mean = np.array([[vals.get(i, np.nan)] for i in idx], dtype=float).reshape(len(idx), 1)
+            return mean, np.full_like(mean, np.nan)
         mean = np.array([[self._value(rep.mols[i])] if rep.valid[i] else [np.nan] for i in idx], dtype=float)
         mean = mean.reshape(len(idx), 1)
         if self.config.get("loss") == "logistic":

@@ -62,16 +62,16 @@ def read_members(path) -> list:
 
 def load_model(path):
     """The estimator saved in ``path``: a PropertyModel (graph, points and volume families), a DensityModel
-    (hk-unet), a SubgraphModel (sparse-linear, boosted-trees) or a MaterialsEstimator (gbr, lgbm, rf, gp,
+    (hk-unet), a SubgraphModel (sparse-linear, boosted-trees, slda) or a MaterialsEstimator (gbr, lgbm, rf, gp,
     krr on materials tables)."""
     cfg = read_config(path)
     if "model" not in cfg:
         from elprop.materials.estimator import MaterialsEstimator
         return MaterialsEstimator.load(path)
     from elprop.subgraph.estimator import PREDICTING
-    if cfg["model"] in PREDICTING or cfg["model"] == "slda":
+    if cfg["model"] in PREDICTING:
         from elprop.subgraph.estimator import SubgraphModel
-        return SubgraphModel(cfg)
+        return SubgraphModel.load(path)
     if cfg["model"] == "hk-unet":
         from elprop.train.density_run import DensityModel
         return DensityModel.load(path)
@@ -79,6 +79,6 @@ def load_model(path):
     _load_plugins()
     if cfg["model"] not in MODELS:
         raise InputError(f"{path}: a {cfg['model']!r} model; `elprop evaluate/predict` read the families "
-                         f"{', '.join(MODELS)}, sparse-linear and boosted-trees (materials models: `elprop materials`)")
+                         f"{', '.join(MODELS)}, sparse-linear, boosted-trees and slda")
     from elprop.train.estimator import PropertyModel
     return PropertyModel.load(path)
