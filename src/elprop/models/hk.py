@@ -10,12 +10,13 @@ The correction is spread where the electrons are (in proportion to ρ_pro), not 
 it is the same on a crop that holds the molecule as on the whole grid. Its loss is the normalised mean absolute
 error NMAE = ∫|ρ_pred − ρ_DFT| / ∫ρ_DFT per molecule, the metric the field reports.
 
-Training (``loss`` in training mode):
-- real-time augmentation: the input, promolecular and target grids of each sample are moved together, by
+Training:
+- real-time augmentation (``train_transform()``, applied by the trainer to each batch before ``loss``): the
+  input, promolecular and target grids of each sample are moved together, by
   ``augment="octahedral"`` (default: one of the 48 exact symmetries of the cubic grid, axis permutations and
   flips, so input and target stay exact) or ``"so3"`` (a uniform random rotation and sub-voxel shift,
   resampled trilinearly; the resampling blurs the target as much as the input, which limits the map);
-- ``crop``: the network is fully convolutional, so it can train on random sub-cubes of ``crop`` voxels per side
+- ``crop`` (in ``loss``, in training mode): the network is fully convolutional, so it can train on random sub-cubes of ``crop`` voxels per side
   around the molecule (about (n / crop)³ times less work per step) and still predict whole grids.
 """
 from __future__ import annotations
