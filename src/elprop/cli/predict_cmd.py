@@ -89,13 +89,14 @@ def predict_records(model, records):
     geo = model.config.get("arch", {}).get("geometry")
     reads_3d = model.representation in ("points", "volume", "density-map") or geo == "dataset"
     pred = model.predict(ds if ds.pos is not None and reads_3d else list(ds.smiles))
-    return _rows(model, records, pred, ds.smiles)
+    return _rows(model, [r.name for r in records], pred, ds.smiles)
 
 
-def _rows(model, records, pred, smiles):
+def _rows(model, names, pred, smiles):
+    """One dict row per molecule (or table row) ``names[i]``: value and std per target, warning, error."""
     rows = []
-    for i, rec in enumerate(records):
-        row = {"input": rec.name, "smiles": str(smiles[i])}
+    for i, name in enumerate(names):
+        row = {"input": name, "smiles": str(smiles[i])}
         for k, t in enumerate(model.specs):
             row[t.name] = None if math.isnan(pred.mean[i, k]) else float(pred.mean[i, k])
             row[f"{t.name}_std"] = None if math.isnan(pred.std[i, k]) else float(pred.std[i, k])
@@ -158,20 +159,8 @@ def _table_rows(model, tables):
     for table in tables:
         pred = model.predict(table)
         labels = pred.rep.labels()
-        for i in range(len(labels)):
-            rows += _rows(model, [_Named(f"{Path(str(table)).name}:{labels[i]}")], _Slice(pred, i), [labels[i]])
+        rows += _rows(model, [f"{Path(str(table)).name}:{lab}" for lab in labels], pred, labels)
     return rows
-
-
-class _Named:
-    def __init__(self, name):
-        self.name = name
-
-
-class _Slice:  # row i of a Prediction, as a Prediction of one row
-    def __init__(self, pred, i):
-        self.mean, self.std = pred.mean[i:i + 1], pred.std[i:i + 1]
-        self.flags, self.errors = [pred.flags[i]], {}
 
 
 def _store_rows(model, store):
@@ -181,7 +170,7 @@ def _store_rows(model, store):
         raise InputError(f"--density-store is for volumetric models (cnn3d); this is a {model.config['model']} model")
     ds = load_data(DataSpec(store=store))
     pred = model.predict(ds)
-    return _rows(model, [ds[i] for i in range(len(ds))], pred, ds.smiles)
+    return _rows(model, [str(n) for n in ds.names], pred, ds.smiles)
 
 
 def run_predict(args) -> int:

@@ -119,9 +119,8 @@ def _graphs(args, smiles):
 
 
 def _min_support(args, n):
-    if args.min_support <= 0:
-        raise InputError("--min-support must be positive")
-    return max(1, int(np.ceil(args.min_support * n))) if args.min_support < 1 else int(args.min_support)
+    from elprop.subgraph.estimator import min_support_count
+    return min_support_count(args.min_support, n)
 
 
 def _split(args, n):
@@ -185,7 +184,6 @@ def run_fit(args) -> int:
                   if args.model == "sparse-linear" else
                   {"n_estimators": args.n_estimators, "learning_rate": args.learning_rate,
                    "max_depth": args.max_depth, "min_samples_leaf": args.min_samples_leaf})
-        _min_support(args, len(tr))  # a bad --min-support fails here, with one line
         est = SubgraphModel.new(args.model, args.target_spec, labels=_label_options(args),
                                 min_support=args.min_support, max_edges=args.max_edges, params=params)
         bar = tqdm(total=args.n_estimators, desc="trees", unit="tree",

@@ -151,7 +151,7 @@ def run_train(args) -> int:
                             data_units=ds.target_units)
     n_train, n_val = _size(args.n_train), _size(args.n_val)
     run_dir = out_dir(args, f"{args.model}-{'-'.join(names)}")
-    if _launched_rank() == 0:
+    if _is_first_process():
         print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets "
               f"{', '.join(t.label for t in specs)}")
     weights = [t.weight for t in specs] if any(t.weight != 1.0 for t in specs) else None
@@ -202,10 +202,10 @@ def _rank(model) -> int:
     return int(getattr(model, "rank", 0))
 
 
-def _launched_rank() -> int:
-    """The rank of a process Lightning launched for DDP (0 in the first, or only, process)."""
+def _is_first_process() -> bool:
+    """False in the processes Lightning launches for DDP beside the first (they set NODE_RANK/LOCAL_RANK)."""
     import os
-    return int(os.environ.get("NODE_RANK", 0)) * 1000 + int(os.environ.get("LOCAL_RANK", 0))
+    return os.environ.get("NODE_RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
 def print_metrics(rows):
@@ -306,13 +306,16 @@ def add_evaluate_parser(sub):
     p.set_defaults(func=run_evaluate)
 
 
-def _split_indices(args, shipped_dir):
-    """(indices of the full data (records of a store), file name) from --split-file/--split; None: all.
-    ``shipped_dir()``: the folder of the shipped model, for --split-file shipped."""
+def _split_indices(args, shipped_dir=None):
+    """(indices of the full data (records of a store, rows of a table), file name) from --split-file/--split;
+    None: all. ``shipped_dir``: the shipped model's folder, where --split-file shipped applies (property models)."""
     from elprop.data.splits import load_split
     if not args.split_file:
         return None
-    sf = (shipped_dir() / "test_indices.json") if args.split_file == "shipped" else args.split_file
+    if args.split_file == "shipped" and shipped_dir is None:
+        raise InputError("--split-file shipped is the shipped property model's test set; give a split file of "
+                         "this data")
+    sf = (shipped_dir / "test_indices.json") if args.split_file == "shipped" else args.split_file
     sp = load_split(sf)
     if args.split not in sp:
         raise InputError(f"{sf}: no '{args.split}' part; it has {', '.join(sp)}")
@@ -337,7 +340,7 @@ def run_evaluate(args) -> int:
         rows = _evaluate_table(args, model, part, plots)
     else:
         ds = load_data(data_spec(args, model.config["targets"]))
-        sel = _split_indices(args, model_path)
+        sel = _split_indices(args, model_path())
         idx = np.arange(len(ds)) if sel is None else rows_of(sel[0], ds, sel[1])
         rows, _, _ = evaluate(model, ds, idx, part, plots)
         print_metrics(rows)
@@ -356,7 +359,7 @@ def _evaluate_hk(args, model, part, plots):
     if not args.density_store:
         raise InputError("an hk-unet model is evaluated on the records of a density store: give --density-store")
     st = open_store(args.density_store)
-    sel = _split_indices(args, _no_shipped)
+    sel = _split_indices(args)
     valid = np.nonzero(HKSet(st, model.config["channels"]).valid)[0]
     idx = valid if sel is None else np.asarray(sel[0], dtype=np.int64)
     if sel is not None:
@@ -365,7 +368,8 @@ def _evaluate_hk(args, model, part, plots):
             raise InputError(f"{sel[1]}: record {int(bad[0])} has no finished input/promolecular/DFT grids in "
                              f"{st.path}")
     if args.limit:
-        idx = np.sort(np.random.default_rng(args.seed).permutation(idx)[:args.limit])
+        from elprop.data.load import seeded_subset
+        idx = seeded_subset(idx, args.limit, args.seed)
     if not len(idx):
         raise InputError(f"{st.path}: no records with the grids the model needs")
     pred = model.predict_store(st, idx)
@@ -381,7 +385,7 @@ def _evaluate_table(args, model, part, plots):
     indices of the table."""
     from elprop.train.metrics import metrics_table
     t = model.read(args.data, require_target=True)
-    sel = _split_indices(args, _no_shipped)
+    sel = _split_indices(args)
     idx = np.arange(len(t.y)) if sel is None else np.asarray(sel[0], dtype=np.int64)
     if len(idx) and (idx.min() < 0 or idx.max() >= len(t.y)):
         raise InputError(f"{sel[1]}: row indices outside the table's {len(t.y)} rows")
@@ -393,7 +397,3 @@ def _evaluate_table(args, model, part, plots):
         parity_plot(t.y[idx], pred.mean[idx, 0], s.name, Path(plots) / f"parity_{part}_{s.name}.png", unit=s.unit)
     print_metrics(rows)
     return rows
-
-
-def _no_shipped():
-    raise InputError("--split-file shipped is the shipped property model's test set, not a density store's")

@@ -49,7 +49,12 @@ def load_data(spec: DataSpec) -> Dataset:
         if spec.limit < 1:
             raise InputError(f"--limit {spec.limit}: give a positive number of molecules")
         if spec.limit < len(ds):
-            ds = ds.subset(np.sort(np.random.default_rng(spec.seed).permutation(len(ds))[:spec.limit]))
+            ds = ds.subset(seeded_subset(np.arange(len(ds)), spec.limit, spec.seed))
     if len(ds) == 0:
         raise InputError(f"{spec.data}: no molecules")
     return ds
+
+
+def seeded_subset(idx, limit: int, seed: int = 0) -> np.ndarray:
+    """``limit`` of the indices ``idx`` from a permutation seeded by ``seed``, sorted (``--limit``)."""
+    return np.sort(np.random.default_rng(seed).permutation(np.asarray(idx))[:limit])

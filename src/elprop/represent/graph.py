@@ -51,10 +51,6 @@ class GraphSet:
         return GraphSet(self.x[idx], self.bond[idx], self.dist[idx], self.mask[idx], self.counts[idx],
                         self.valid[idx], errors, None if self.d3 is None else self.d3[idx])
 
-    def take(self, idx):
-        return GraphSet(self.x[idx], self.bond[idx], self.dist[idx], self.mask[idx], self.counts[idx],
-                        self.valid[idx], d3=None if self.d3 is None else self.d3[idx])
-
     def batch(self, idx):
         import torch
         n = int(self.mask[idx].sum(1).max()) if len(idx) else 0

@@ -21,6 +21,13 @@ PREDICTING = ("sparse-linear", "boosted-trees", "slda")
 FITTING = ("sparse-linear", "boosted-trees")  # SubgraphModel.fit; slda is fitted by `elprop subgraph fit`
 
 
+def min_support_count(value: float, n: int) -> int:
+    """A minimum support given as a count of molecules, or as a fraction of ``n`` when below 1."""
+    if value <= 0:
+        raise InputError("--min-support must be positive")
+    return max(1, int(np.ceil(value * n))) if value < 1 else int(value)
+
+
 class SubgraphModel:
     representation = "subgraphs"
 
@@ -42,6 +49,7 @@ class SubgraphModel:
         fraction of the training molecules if below 1."""
         if model not in FITTING:
             raise InputError(f"unknown subgraph model {model!r}; fit one of {', '.join(FITTING)}")
+        min_support_count(min_support, 1)  # a bad minimum support fails here, before any mining
         spec = target if isinstance(target, TargetSpec) else TargetSpec(str(target))
         return cls({"model": model, "targets": [spec.name], "target_spec": spec.to_dict(),
                     "label_options": dict(labels or {}), "min_support_given": float(min_support),
@@ -57,8 +65,7 @@ class SubgraphModel:
         y = np.asarray(data.target(name), dtype=np.float64)
         tr = np.arange(len(data)) if split is None else np.asarray(split["train"], dtype=np.int64)
         graphs, mols, lab = smiles_graphs(list(data.smiles), Labeling(**self.config["label_options"]))
-        ms = self.config["min_support_given"]
-        ms = max(1, int(np.ceil(ms * len(tr)))) if ms < 1 else int(ms)
+        ms = min_support_count(self.config["min_support_given"], len(tr))
         p, sub = self.config["params"], [graphs[i] for i in tr]
         if self.config["model"] == "sparse-linear":
             from elprop.subgraph.sparse import SubgraphLinearModel

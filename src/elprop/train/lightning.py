@@ -96,6 +96,11 @@ class FamilyTask(L.LightningModule):
             f = max(f, self.elprop["elapsed"] / self.time_budget)
         return min(f, 1.0)
 
+    def on_fit_start(self):
+        # the scaled targets and loss weights move to the training device once, not at every step
+        self.y = None if self.y is None else self.y.to(self.device)
+        self.w = None if self.w is None else self.w.to(self.device)
+
     def configure_optimizers(self):
         return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
@@ -114,9 +119,8 @@ class FamilyTask(L.LightningModule):
         if self.y is None:
             loss, l1 = self.net.loss(batch)
         else:
-            y, w = self.y.to(self.device), None if self.w is None else self.w.to(self.device)
             mu, var = self.net(batch)
-            loss, l1 = loss_fn(mu.float(), var.float(), y[idx], w)
+            loss, l1 = loss_fn(mu.float(), var.float(), self.y[idx], self.w)
         self.losses.append(float(l1.detach()))
         return loss
 
