@@ -20,7 +20,7 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from elprop import __version__
-    from elprop.cli import (data_cmd, density_cmd, materials_cmd, predict_cmd, predict_density_cmd,
+    from elprop.cli import (data_cmd, density_cmd, label_cmd, materials_cmd, predict_cmd, predict_density_cmd,
                             subgraph_cmd, train_cmd)
 
     p = argparse.ArgumentParser(prog="elprop", description="Instant predictions of electronic properties of "
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_evaluate_parser(sub)
     predict_cmd.add_parser(sub)
     density_cmd.add_parser(sub)
+    label_cmd.add_parser(sub)
     predict_density_cmd.add_parser(sub)
     subgraph_cmd.add_parser(sub)
     materials_cmd.add_parser(sub)

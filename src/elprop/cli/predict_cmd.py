@@ -94,12 +94,18 @@ def predict_records(model, records):
 
 def _rows(model, names, pred, smiles):
     """One dict row per molecule (or table row) ``names[i]``: value and std per target, warning, error."""
+    def num(a, *ix):
+        v = None if a is None else float(a[ix])
+        return None if v is None or math.isnan(v) else v
+    epi, dom, sim = (getattr(pred, k, None) for k in ("epistemic", "domain_score", "nn_similarity"))
     rows = []
     for i, name in enumerate(names):
         row = {"input": name, "smiles": str(smiles[i])}
         for k, t in enumerate(model.specs):
-            row[t.name] = None if math.isnan(pred.mean[i, k]) else float(pred.mean[i, k])
-            row[f"{t.name}_std"] = None if math.isnan(pred.std[i, k]) else float(pred.std[i, k])
+            row[t.name] = num(pred.mean, i, k)
+            row[f"{t.name}_std"] = num(pred.std, i, k)
+            row[f"{t.name}_epistemic_std"] = num(epi, i, k)
+        row["domain_score"], row["nn_similarity"] = num(dom, i), num(sim, i)
         row["warning"] = pred.flags[i]
         row["error"] = pred.errors.get(i, "")
         if not smiles[i] and not row["error"]:
@@ -136,20 +142,29 @@ def format_csv(model, rows) -> str:
     targets = [t.name for t in model.specs]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["input", "smiles"] + [h for t in model.specs for h in (t.label, f"{t.name}_std [{t.unit}]")]
-               + ["warning", "error"])
+    has_epi = any(r.get(f"{t}_epistemic_std") is not None for r in rows for t in targets)
+    has_dom = any(r.get("domain_score") is not None for r in rows)
+    keys = ["", "_std"] + (["_epistemic_std"] if has_epi else [])
+    w.writerow(["input", "smiles"] + [f"{t.name}{k} [{t.unit}]" for t in model.specs for k in keys]
+               + (["domain_score", "nn_similarity"] if has_dom else []) + ["warning", "error"])
+
+    def cell(v):
+        return "" if v is None else f"{v:.6g}"
     for r in rows:
-        w.writerow([r["input"], r["smiles"]] + ["" if r[k] is None else f"{r[k]:.6g}" for t in targets
-                                                for k in (t, f"{t}_std")] + [r["warning"], r["error"]])
+        w.writerow([r["input"], r["smiles"]] + [cell(r.get(f"{t}{k}")) for t in targets for k in keys]
+                   + ([cell(r["domain_score"]), cell(r["nn_similarity"])] if has_dom else [])
+                   + [r["warning"], r["error"]])
     return buf.getvalue()
 
 
 def format_json(model, rows) -> str:
     out = []
     for r in rows:
-        preds = {t.name: {"value": r[t.name], "std": r[f"{t.name}_std"], "unit": t.unit} for t in model.specs}
-        out.append({"input": r["input"], "smiles": r["smiles"], "predictions": preds, "warning": r["warning"],
-                    "error": r["error"]})
+        preds = {t.name: {"value": r[t.name], "std": r[f"{t.name}_std"],
+                          "epistemic_std": r.get(f"{t.name}_epistemic_std"), "unit": t.unit} for t in model.specs}
+        out.append({"input": r["input"], "smiles": r["smiles"], "predictions": preds,
+                    "domain": {"score": r.get("domain_score"), "nn_similarity": r.get("nn_similarity")},
+                    "warning": r["warning"], "error": r["error"]})
     return json.dumps(out, indent=1) + "\n"
 
 

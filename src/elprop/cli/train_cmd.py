@@ -73,7 +73,22 @@ def add_train_parser(sub):
                         "memory (auto: on on a GPU when the batch would not fit its memory otherwise)")
     p.add_argument("--dim", type=int, default=128, help="hidden width (default: 128)")
     p.add_argument("--layers", type=int, default=4, help="message-passing layers (default: 4)")
-    p.add_argument("--ensemble", type=int, default=1, help="deep-ensemble size (default: 1, mean-variance only)")
+    p.add_argument("--ensemble", type=int, default=None,
+                   help="ensemble size: its spread is the epistemic σ (default: 1, mean-variance only; with "
+                        "--init-model, the saved model's)")
+    p.add_argument("--ensemble-mode", choices=["deep", "snapshot"], default="deep",
+                   help="deep: K independent trainings (K times the cost); snapshot: one training whose learning rate "
+                        "restarts K times, a member at the end of each cycle (the cost of one; --epochs divisible "
+                        "by K)")
+    ft = p.add_argument_group("fine-tuning")
+    ft.add_argument("--init-model", metavar="DIR",
+                    help="continue a saved model ('shipped' for the shipped one) on --data: same targets and units "
+                         "(targets the data lack are masked), its weights, target scaler and applicability domain")
+    ft.add_argument("--replay", type=int, default=2000,
+                    help="with --init-model: training molecules of the saved model's own data replayed beside the "
+                         "new ones, so its old accuracy does not collapse (default: 2000; 0: none)")
+    ft.add_argument("--replay-data", help="with --init-model: the saved model's training data (default: from its "
+                                          "config, e.g. qm9)")
     p.add_argument("--split", default="random", choices=["random", "scaffold", "file"],
                    help="random (seeded), scaffold (Bemis-Murcko), or file (--split-file)")
     p.add_argument("--split-file", help="JSON/NPZ with train/val/test index arrays (with --split file)")
@@ -119,6 +134,9 @@ def run_train(args) -> int:
     _check_family_options(args)
     if args.split == "file" and not args.split_file:
         raise InputError("--split file needs --split-file PATH")
+    if args.init_model:
+        return _run_finetune(args)
+    args.ensemble = 1 if args.ensemble is None else args.ensemble
     for name in ("epochs", "batch_size", "dim", "layers", "ensemble", "pool"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
@@ -163,9 +181,73 @@ def run_train(args) -> int:
                         channels=_targets(args.channels) if args.channels else None,
                         arch=_arch(args), tta=args.tta, device=args.device_obj, amp=args.amp_on,
                         checkpointing=args.ckpt_on, progress=not args.no_progress, target_weights=weights,
-                        trainer=_trainer_options(args))
+                        trainer=_trainer_options(args), ensemble_mode=args.ensemble_mode)
     if _rank(est) != 0:  # DDP: process 0 reports
         return 0
+    print_metrics(rows)
+    print(f"saved model: {run_dir / 'model'}")
+    return 0
+
+
+def _run_finetune(args) -> int:
+    """``elprop train --init-model DIR --data NEW``: continue a saved model on new labels, with replay."""
+    from elprop.cli.options import out_dir, target_names
+    from elprop.data.load import DataSpec, load_data
+    from elprop.data.splits import load_split, make_split, rows_of
+    from elprop.pretrained import model_path
+    from elprop.train.device import resolve_device
+    from elprop.train.estimator import PropertyModel
+    from elprop.train.finetune import concat, replay_data, with_targets
+    from elprop.train.run import train_run
+    from elprop.train.saved import load_model
+
+    base_dir = model_path() if args.init_model == "shipped" else Path(args.init_model)
+    base = load_model(base_dir)
+    if not isinstance(base, PropertyModel):
+        raise InputError(f"--init-model {base_dir}: fine-tuning continues property models (graph, 3D and volumetric "
+                         f"families), not a {base.config.get('model', 'materials')} model")
+    targets, units = base.config["targets"], {t.name: t.unit for t in base.specs}
+    if args.targets is not None and target_names(args) != targets:
+        raise InputError(f"--targets: a fine-tuned model keeps the saved model's targets ({', '.join(targets)})")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.replay < 0:
+        raise InputError("--replay must be 0 or more")
+    args.device_obj = resolve_device(args.device)
+    new = with_targets(load_data(DataSpec(args.data, limit=args.limit, exclude=args.exclude,
+                                          smiles_column=args.smiles_column, allow_missing=True, seed=args.seed)),
+                       targets, units)
+    if args.split == "file":
+        if not args.split_file:
+            raise InputError("--split file needs --split-file PATH")
+        sp = {k: rows_of(v, new, args.split_file) for k, v in load_split(args.split_file).items()}
+    else:
+        sp = make_split(args.split, len(new), new.smiles, _size(args.n_train), _size(args.n_val), args.seed)
+    same_data = str(args.data) == "qm9" and str(base.saved_config.get("data", "")).startswith("qm9")
+    parts, note = [new], ""
+    if args.replay and not same_data:
+        rep_tr, rep_va = replay_data(base, base_dir, args.replay, args.replay_data, args.seed)
+        n0 = len(new)
+        sp = dict(sp, train=np.concatenate([sp["train"], n0 + np.arange(len(rep_tr))]),
+                  val=np.concatenate([sp.get("val", np.zeros(0, np.int64)),
+                                      n0 + len(rep_tr) + np.arange(len(rep_va))]))
+        parts += [rep_tr, rep_va]
+        note = f" + {len(rep_tr)} replayed training and {len(rep_va)} validation molecules of the base data"
+    ds = concat(parts, new.source + note) if len(parts) > 1 else new
+    run_dir = out_dir(args, f"finetune-{base.config['model']}")
+    ensemble = base.config["ensemble"] if args.ensemble is None else args.ensemble
+    c = base.config
+    print(f"run {run_dir}: fine-tuning {base_dir} ({c['model']}, {len(base.nets)} member(s)) on {new.source} "
+          f"({len(new):,} molecules){note}")
+    est, rows = train_run(ds, run_dir, model=c["model"], targets=base.specs, features=c["features"], dim=c["dim"],
+                          layers=c["layers"], ensemble=ensemble, split=sp, seed=args.seed, epochs=args.epochs,
+                          time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
+                          weight_decay=args.weight_decay, dropout=c.get("dropout", 0.0), ema=args.ema,
+                          channels=c.get("channels"), arch=c.get("arch"), tta=base.tta, device=args.device_obj,
+                          progress=not args.no_progress, trainer=_trainer_options(args),
+                          ensemble_mode=args.ensemble_mode, init_model=base, new_rows=np.arange(len(new)),
+                          init_note=f"{base_dir} on {new.source}{note}")
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
     return 0

@@ -47,6 +47,10 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("U_atom", "eV", "atomization energy at 298.15 K (U minus free-atom U)", "Ha", _E, True),
     Target("H_atom", "eV", "atomization enthalpy at 298.15 K", "Ha", _E, True),
     Target("G_atom", "eV", "atomization free energy at 298.15 K", "Ha", _E, True),
+    # the electronic (SCF) energies that `elprop label` computes: no zero-point or thermal terms
+    Target("E", "eV", "total electronic (SCF) energy", "Ha", _E, True),
+    Target("E_atom", "eV", "electronic atomization energy (free-atom SCF energies minus the molecule's, no ZPE)",
+           "Ha", _E, True),
 ]}
 
 QM9_TARGETS = ["A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv"]

@@ -19,6 +19,7 @@ class Embedded:
     source: str
     licence: str
     units: dict = field(default_factory=dict)  # column -> unit, for the numeric columns that have one
+    kind: str = "materials"  # "materials" (tables for `elprop materials`) or "molecules" (SMILES + labels)
 
 
 _RUBAN = ("Ruban, Hammer, Stoltze, Skriver, Nørskov, J. Mol. Catal. A 115 (1997) 421, as used by Takigawa et al., "
@@ -55,6 +56,12 @@ EMBEDDED: dict[str, Embedded] = {e.name: e for e in [
              {"ionization_energy_eV": "eV", "electron_affinity_eV": "eV", "melting_point_K": "K",
               "boiling_point_K": "K", "delta_fus_H_kJmol": "kJ/mol", "density_g_cm3": "g/cm^3",
               "surface_energy_J_m2": "J/m^2"}),
+    Embedded("shift", "shift/molecules.csv",
+             "small molecules outside QM9 (<= 9 heavy atoms, C/H/N/O/F, none in QM9 by InChIKey): terminal and "
+             "acyclic C=C, conjugated chains, cumulenes, unusual functional groups; DFT labels at the QM9 level "
+             "from `elprop label` (GFN2-xTB geometries)", "elprop (benchmarks/shift_set.py, `elprop label`)",
+             "CC BY 4.0", {"homo": "eV", "lumo": "eV", "gap": "eV", "mu": "D", "E": "eV", "E_atom": "eV"},
+             kind="molecules"),
 ]}
 
 

@@ -36,6 +36,9 @@ def load_data(spec: DataSpec) -> Dataset:
         ds = store_dataset(spec.store)
     elif str(spec.data) == "qm9" or spec.exclude:
         ds = load_qm9(None if str(spec.data) == "qm9" else spec.data, exclude=spec.exclude)
+    elif str(spec.data) in EMBEDDED and EMBEDDED[str(spec.data)].kind == "molecules":
+        ds = read_any(EMBEDDED[str(spec.data)].file and _embedded(spec), smiles_column=spec.smiles_column,
+                      targets=list(spec.targets) or None, allow_missing=spec.allow_missing)
     elif str(spec.data) in EMBEDDED:
         raise InputError(f"--data {spec.data}: an embedded materials table; use it with `elprop materials` "
                          "(molecule commands read qm9, molecule files or a density store)")
@@ -53,6 +56,11 @@ def load_data(spec: DataSpec) -> Dataset:
     if len(ds) == 0:
         raise InputError(f"{spec.data}: no molecules")
     return ds
+
+
+def _embedded(spec: DataSpec):
+    from elprop.data.embedded import embedded_path
+    return embedded_path(str(spec.data))
 
 
 def seeded_subset(idx, limit: int, seed: int = 0) -> np.ndarray:

@@ -138,7 +138,9 @@ def generate(store: DensityStore, kind: str, params: dict, *, dtype="float16", w
             for c in chunks:
                 write(compute_batch(kind, params, items(c), threads_per_worker))
         else:
-            _run_dask(kind, params, chunks, items, write, workers, scheduler, threads_per_worker, log)
+            from elprop.core.parallel import run_dask
+            run_dask(compute_batch, chunks, lambda c: (kind, params, items(c), threads_per_worker), write,
+                     workers, scheduler, threads_per_worker, log)
         if bar is not None:
             bar.close()
         wall = time.time() - t0
@@ -150,38 +152,6 @@ def generate(store: DensityStore, kind: str, params: dict, *, dtype="float16", w
         return summary
     finally:
         store.unlock()
-
-
-def _run_dask(kind, params, chunks, items, write, workers, scheduler, threads_per_worker, log):
-    from dask.distributed import Client, LocalCluster, as_completed
-    cluster = None
-    if scheduler:
-        client = Client(scheduler, timeout="30s")
-        log(f"dask: using the scheduler at {scheduler} ({len(client.scheduler_info()['workers'])} workers)")
-    else:
-        # one single-threaded process per worker; PySCF's own threads are set per task
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"OMP_NUM_THREADS": str(threads_per_worker)})
-        client = Client(cluster)
-    try:
-        n_workers = max(1, len(client.scheduler_info()["workers"]))
-        window = 2 * n_workers  # tasks in flight: bounds driver memory and what a kill can lose
-        it = iter(chunks)
-        pending = as_completed()
-        for c in it:
-            pending.add(client.submit(compute_batch, kind, params, items(c), threads_per_worker, pure=False))
-            if pending.count() >= window:
-                break
-        for fut in pending:
-            write(fut.result())
-            fut.release()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.add(client.submit(compute_batch, kind, params, items(nxt), threads_per_worker, pure=False))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 # --- choosing molecules ----------------------------------------------------------------------------------------

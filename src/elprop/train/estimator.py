@@ -20,15 +20,18 @@ from elprop.train.scaling import TargetScaler
 class PropertyModel:
     def __init__(self, model: str = "bondgraph", targets=("homo", "lumo", "gap"), features: str = "extended",
                  dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0,
-                 dropout: float = 0.0, channels=None, arch: dict | None = None):
-        family(model)  # an InputError naming the known families for an unknown one
+                 dropout: float = 0.0, channels=None, arch: dict | None = None, ensemble_mode: str = "deep"):
+        family(model)
+        if ensemble_mode not in ("deep", "snapshot"):
+            raise InputError(f"unknown ensemble mode {ensemble_mode!r}; known: deep, snapshot")  # an InputError naming the known families for an unknown one
         self.specs = resolve_targets(targets)  # names or TargetSpecs; the specs travel with the model
         from elprop.chem.features import FEATURE_SETS
         if features not in FEATURE_SETS:
             raise InputError(f"unknown feature set {features!r}; known: {', '.join(FEATURE_SETS)}")
         self.config = {"model": model, "targets": [t.name for t in self.specs],
                        "target_specs": [t.to_dict() for t in self.specs], "features": features, "dim": dim,
-                       "layers": layers, "ensemble": ensemble, "seed": seed, "dropout": dropout}
+                       "layers": layers, "ensemble": ensemble, "seed": seed, "dropout": dropout,
+                       "ensemble_mode": ensemble_mode}
         if self.representation == "volume":
             if not channels:
                 raise InputError(f"model {model!r} needs input channels (density kinds, e.g. dft,promolecular)")
@@ -39,6 +42,7 @@ class PropertyModel:
         self.nets: list[torch.nn.Module] = []
         self.scaler: TargetScaler | None = None
         self.domain: dict = {}
+        self.applicability = None  # train.domain.Domain: rare substructures and nearest-neighbour similarity
         self.sigma_scale = np.ones(len(self.config["targets"]))
         self.sigma_calibrated = False
         self.rank = 0
@@ -83,17 +87,28 @@ class PropertyModel:
         va = np.array([i for i in split.get("val", []) if valid[i]], dtype=np.int64)
         if len(tr) == 0:
             raise InputError("no trainable molecules in the training split (all invalid or without targets)")
-        self.scaler = TargetScaler.fit(y[tr], rep.counts[tr], [t.extensive for t in self.specs])
+        init = getattr(self, "init_states", None)  # fine-tuning: the saved model's weights and target scaler
+        if not init or self.scaler is None:
+            self.scaler = TargetScaler.fit(y[tr], rep.counts[tr], [t.extensive for t in self.specs])
         if target_weights is None and any(t.weight != 1.0 for t in self.specs):
             target_weights = [t.weight for t in self.specs]
         y_s = self.scaler.transform(y, rep.counts)
         self.domain = _domain(ds, rep, tr)
         self.in_dim = self._in_dim(rep)
         self.nets = []
+        if self.config.get("ensemble_mode") == "snapshot" and self.config["ensemble"] > 1:
+            self._fit_snapshots(rep, y_s, tr, va, out_dir, epochs=epochs, time_budget=time_budget,
+                                batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress,
+                                log=log, device=device, amp=amp, target_weights=target_weights, trainer=trainer)
+            members = 0
+        else:
+            members = self.config["ensemble"]
         per_member = None if time_budget is None else time_budget / self.config["ensemble"]
-        for k in range(self.config["ensemble"]):
+        for k in range(members):
             torch.manual_seed(self.config["seed"] + k)
             net = self._new_net(self.in_dim)
+            if init:
+                net.load_state_dict(init[k % len(init)])
             if hasattr(net, "checkpointing"):
                 net.checkpointing = checkpointing
             if self.config["ensemble"] > 1:
@@ -115,7 +130,53 @@ class PropertyModel:
             log("warning: no validation molecules, so σ stays uncalibrated (the variance head's training-set "
                 "scale, usually too small); give a validation split (--n-val) to calibrate it")
         self.sigma_calibrated = bool(len(va))
+        self.fit_applicability(ds, tr, va)
         return self
+
+    def fit_applicability(self, ds: Dataset, tr, va, log=print):
+        """The applicability domain from the training molecules' graphs, thresholds from the validation ones.
+        A fine-tuned model keeps its base model's domain and thresholds and adds the new training molecules
+        (``self.new_rows``: the rows that are not replayed from the base model's own training data)."""
+        from elprop.train.domain import Domain
+        smi = np.asarray(ds.smiles, dtype=object)
+        base = getattr(self, "base_applicability", None)
+        if base is not None:
+            new = np.asarray(tr)[np.isin(tr, getattr(self, "new_rows", tr))]
+            self.applicability = base.extended([x for x in smi[new] if x])
+            return
+        if not all(smi[tr]):
+            log("note: some training molecules have no SMILES; the applicability domain is not fitted")
+            self.applicability = None
+            return
+        self.applicability = Domain.fit(smi[tr], [x for x in smi[va] if x], seed=self.config["seed"])
+
+    def _fit_snapshots(self, rep, y_s, tr, va, out_dir, *, epochs, time_budget, log, trainer=None, **options):
+        """A snapshot ensemble: one training run whose learning rate restarts ``ensemble`` times; the weights at
+        the end of each cycle are the members (the cost of one model instead of K)."""
+        from elprop.train.loop import train_network
+        k = self.config["ensemble"]
+        if time_budget is None and epochs % k:
+            raise InputError(f"a snapshot ensemble of {k} needs --epochs divisible by {k} (one cycle per member)")
+        torch.manual_seed(self.config["seed"])
+        net = self._new_net(self.in_dim)
+        init = getattr(self, "init_states", None)
+        if init:
+            net.load_state_dict(init[0])
+        log(f"snapshot ensemble: {k} learning-rate cycles, one member at the end of each")
+        out = Path(out_dir) / "snapshots"
+        train_network(net, rep, y_s, tr, va, out, epochs=epochs, time_budget=time_budget, seed=self.config["seed"],
+                      log=log, cycles=k, **options, **(trainer or {}))
+        self.rank = getattr(net, "trainer_rank", 0)
+        for c in range(k):
+            path = out / f"snapshot_{c}.pt"
+            if not path.exists():  # a budget that ended early: fewer cycles completed
+                continue
+            m = self._new_net(self.in_dim)
+            m.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+            m.to(options.get("device", "cpu"))
+            self.nets.append(m)
+        if not self.nets:
+            self.nets.append(net)
 
     def calibrate(self, rep, idx, y):
         """Rescale each target's σ so that held-out errors match it: s² = mean(((y - μ) / σ)²) over molecules
@@ -133,6 +194,13 @@ class PropertyModel:
     # --- predict -----------------------------------------------------------------------------------
     def predict_rep(self, rep, idx=None):
         """(mean [M,T], std [M,T]) in elprop units for rows ``idx`` of a representation (NaN where invalid)."""
+        mean, std, _ = self.predict_parts(rep, idx)
+        return mean, std
+
+    def predict_parts(self, rep, idx=None):
+        """(mean, std, epistemic std) [M,T]: std is the calibrated total σ (the members' mean variance plus their
+        spread); the epistemic part is the spread between ensemble members alone, on the same calibrated scale
+        (zero for a single member)."""
         if not self.nets:
             raise RuntimeError("model is not fitted")
         idx = np.arange(len(rep)) if idx is None else np.asarray(idx)
@@ -140,13 +208,17 @@ class PropertyModel:
         t = len(self.config["targets"])
         mean = np.full((len(idx), t), np.nan)
         std = np.full((len(idx), t), np.nan)
+        epi = np.full((len(idx), t), np.nan)
         if len(ok):
             mus, vars_ = zip(*(self._predict_net(net, rep, ok) for net in self.nets))
-            mu_s, var_s = np.mean(mus, 0), np.mean(vars_, 0) + (np.var(mus, 0) if len(mus) > 1 else 0.0)
+            spread = np.var(mus, 0) if len(mus) > 1 else np.zeros_like(mus[0])
+            mu_s, var_s = np.mean(mus, 0), np.mean(vars_, 0) + spread
             y, var = self.scaler.inverse(mu_s, rep.counts[ok], var_s)
+            _, var_e = self.scaler.inverse(mu_s, rep.counts[ok], spread)
             pos = np.nonzero(rep.valid[idx])[0]  # rows of idx that hold the valid molecules ok
             mean[pos], std[pos] = y, np.sqrt(var) * self.sigma_scale
-        return mean, std
+            epi[pos] = np.sqrt(var_e) * self.sigma_scale
+        return mean, std, epi
 
     def _predict_net(self, net, rep, idx):
         from elprop.train.loop import predict_scaled
@@ -162,8 +234,22 @@ class PropertyModel:
         training are errors (NaN rows), molecules beyond the training sizes get a warning in ``flags``."""
         rep = self.represent(data)
         self._check_elements(rep, data)
-        mean, std = self.predict_rep(rep)
-        return Prediction(mean, std, self.ood_flags(rep), dict(rep.errors), rep)
+        mean, std, epi = self.predict_parts(rep)
+        smiles = list(data.smiles) if isinstance(data, Dataset) else [str(x) for x in data]
+        dom = self.domain_scores(smiles, rep)
+        flags = [("; ".join(f for f in (a, b) if f)) for a, b in zip(self.ood_flags(rep), dom["flags"])]
+        return Prediction(mean, std, flags, dict(rep.errors), rep, epi, dom["score"], dom["nn_similarity"])
+
+    def domain_scores(self, smiles, rep=None) -> dict:
+        """The applicability-domain score, nearest-neighbour similarity and warning per molecule (NaN and ""
+        where the model has no domain, or the molecule no readable SMILES or no prediction)."""
+        n = len(smiles)
+        if self.applicability is None:
+            return {"score": np.full(n, np.nan), "nn_similarity": np.full(n, np.nan), "flags": [""] * n}
+        dom = self.applicability.score(smiles)
+        if rep is not None:
+            dom["flags"] = [f if rep.valid[i] else "" for i, f in enumerate(dom["flags"])]
+        return dom
 
     def _check_elements(self, rep, data):
         """Mark molecules with elements absent from the training data as invalid, with an error naming them."""
@@ -205,7 +291,11 @@ class PropertyModel:
                    sigma_scale=[float(v) for v in self.sigma_scale], sigma_calibrated=self.sigma_calibrated,
                    tta=int(self.tta), domain=self.domain, in_dim=self.in_dim)
         cfg.update(extra or {})
-        return write_model_dir(path, cfg, [net.state_dict() for net in self.nets], card)
+        arrays = None
+        if self.applicability is not None:
+            cfg["applicability"] = self.applicability.to_config()
+            arrays = self.applicability.arrays()
+        return write_model_dir(path, cfg, [net.state_dict() for net in self.nets], card, arrays=arrays)
 
     @classmethod
     def load(cls, path) -> "PropertyModel":
@@ -213,7 +303,8 @@ class PropertyModel:
         path = Path(path)
         cfg = read_config(path)
         m = cls(cfg["model"], specs_from_config(cfg), cfg["features"], cfg["dim"], cfg["layers"], cfg["ensemble"],
-                cfg.get("seed", 0), cfg.get("dropout", 0.0), cfg.get("channels"), cfg.get("arch"))
+                cfg.get("seed", 0), cfg.get("dropout", 0.0), cfg.get("channels"), cfg.get("arch"),
+                cfg.get("ensemble_mode", "deep"))
         m.scaler = TargetScaler.from_dict(cfg["scaler"])
         m.domain = cfg.get("domain", {})
         m.sigma_scale = np.asarray(cfg.get("sigma_scale", np.ones(len(m.config["targets"]))), dtype=np.float64)
@@ -224,6 +315,11 @@ class PropertyModel:
             if k in cfg:
                 m.config[k] = cfg[k]
         m.in_dim = cfg.get("in_dim")
+        if "applicability" in cfg and (path / "domain.safetensors").exists():
+            from safetensors.numpy import load_file
+
+            from elprop.train.domain import Domain
+            m.applicability = Domain.from_saved(cfg["applicability"], load_file(path / "domain.safetensors"))
         for sd in read_members(path):
             net = m._new_net(m.in_dim)
             net.load_state_dict(sd)
@@ -235,13 +331,17 @@ class PropertyModel:
 @dataclass
 class Prediction:
     """Predictions in the targets' units: ``mean`` and ``std`` [molecules, targets] (NaN rows where ``errors``
-    names the problem), ``flags`` one warning per molecule ("" inside the training domain), and the
-    representation they came from."""
+    names the problem), ``flags`` one warning per molecule ("" inside the training domain: size, rare
+    substructures, distance to the nearest training molecule), the representation they came from, and the
+    epistemic part of σ and the domain score."""
     mean: np.ndarray
     std: np.ndarray
     flags: list
     errors: dict
     rep: object = None
+    epistemic: np.ndarray | None = None  # the ensemble members' spread [molecules, targets]
+    domain_score: np.ndarray | None = None  # larger: farther from the training data (train.domain)
+    nn_similarity: np.ndarray | None = None  # Tanimoto similarity to the nearest training molecule
 
     def __iter__(self):  # mean, std, flags = model.predict(...)
         return iter((self.mean, self.std, self.flags))

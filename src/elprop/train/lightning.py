@@ -78,10 +78,11 @@ class EpochBatches:
 
 class FamilyTask(L.LightningModule):
     def __init__(self, net, y_scaled, *, lr: float, weight_decay: float, epochs: int, time_budget=None,
-                 target_weights=None):
+                 target_weights=None, cycles: int = 1):
         super().__init__()
         self.net = net
         self.lr, self.weight_decay, self.epochs, self.time_budget = lr, weight_decay, epochs, time_budget
+        self.cycles = max(1, int(cycles))
         self.y = None if y_scaled is None else torch.from_numpy(np.asarray(y_scaled, np.float32))
         self.w = None if target_weights is None else torch.as_tensor(target_weights, dtype=torch.float32)
         make = getattr(net, "train_transform", None)
@@ -109,8 +110,12 @@ class FamilyTask(L.LightningModule):
         if self.time_budget and self.elprop["elapsed"] >= self.time_budget:
             self.trainer.should_stop = True
             return -1  # skip the rest of the epoch: the budget is spent
-        for g in self.optimizers().optimizer.param_groups:  # cosine decay to 1 % over the budget
-            g["lr"] = self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * self.fraction_done())))
+        # cosine decay to 1 % over the budget; with cycles > 1, restarted at the start of every cycle (snapshot
+        # ensembles, Huang et al. 2017: each cycle ends in a different minimum, and its weights are one member)
+        f = self.fraction_done() * self.cycles
+        local = f - math.floor(f) if f < self.cycles else 1.0
+        for g in self.optimizers().optimizer.param_groups:
+            g["lr"] = self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * local)))
 
     def training_step(self, batch, batch_idx):
         idx = batch.pop("_idx")
@@ -258,11 +263,19 @@ class Checkpoints(L.Callback):
         st["history"].append(row)
         if complete:
             st["epochs_done"] += 1
+        from elprop.core.cache import atomic_write
         if val < st["best"]:
             st["best"] = val
             if trainer.is_global_zero:
-                from elprop.core.cache import atomic_write
                 atomic_write(self.out / "best.pt", lambda tmp: torch.save(state, tmp))
+        if task.cycles > 1 and trainer.is_global_zero:  # a snapshot at the end of each learning-rate cycle
+            frac = st["epochs_done"] / task.epochs if task.epochs else 0.0
+            if task.time_budget:
+                frac = max(frac, st["elapsed"] / task.time_budget)
+            ended = task.cycles if frac >= 1.0 or trainer.should_stop else math.floor(frac * task.cycles + 1e-9)
+            for c in range(ended):
+                if not (self.out / f"snapshot_{c}.pt").exists():
+                    atomic_write(self.out / f"snapshot_{c}.pt", lambda tmp: torch.save(state, tmp))
         if trainer.is_global_zero:
             self.say(f"epoch {row['epoch']}: train {row['train_l1_scaled']:.4f}  val {val:.4f} (scaled L1)  "
                      f"{st['elapsed']:.0f} s")
@@ -274,11 +287,12 @@ def train_lightning(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, ep
                     weight_decay: float = 1e-5, ema: float = 0.0, seed: int = 0, ckpt_every_s: float = 120.0,
                     ckpt_every_steps: int | None = None, progress: bool = True, log=print, device="cpu",
                     amp: bool = False, target_weights=None, devices="auto", num_nodes: int = 1,
-                    strategy: str = "auto", precision: str | None = None, callbacks=()):
+                    strategy: str = "auto", precision: str | None = None, callbacks=(), cycles: int = 1):
     """Train ``net`` in place with a Lightning ``Trainer``; returns (best state_dict, history rows), like
     :func:`elprop.train.loop.train_network`. Resumes from ``out_dir/last.ckpt``. ``devices``, ``num_nodes``,
     ``strategy`` and ``precision`` go to the Trainer (``strategy="ddp"`` with 2 CPU devices trains in two
-    processes over gloo; ``--batch-size`` is per process)."""
+    processes over gloo; ``--batch-size`` is per process). ``cycles`` > 1: the learning rate restarts that many
+    times and the weights at the end of each cycle are kept as ``snapshot_<c>.pt`` (a snapshot ensemble)."""
     import logging
     for name in ("lightning.pytorch", "lightning.fabric"):  # device banners and tips: not for our users' screens
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -290,7 +304,7 @@ def train_lightning(net, rep, y_scaled, train_idx, val_idx, out_dir: Path, *, ep
         devices = [device.index] if device.type == "cuda" and device.index is not None else 1
     precision = precision or ("bf16-mixed" if amp else "32-true")
     task = FamilyTask(net, y_scaled, lr=lr, weight_decay=weight_decay, epochs=epochs, time_budget=time_budget,
-                      target_weights=target_weights)
+                      target_weights=target_weights, cycles=cycles)
     loader = EpochBatches(rep, train_idx, batch_size, seed)
     task.loader = loader
     ema_cb = EMA(ema) if ema > 0 else None

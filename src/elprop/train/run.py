@@ -35,8 +35,11 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               dim=128, layers=4, ensemble=1, split="random", split_file=None, n_train=0.8, n_val=0.1, seed=0,
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
               progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
-              checkpointing=False, target_weights=None, trainer=None):
-    """Train and evaluate, writing ``run_dir``. When ``ds`` was cut from larger data (``--limit``: its
+              checkpointing=False, target_weights=None, trainer=None, ensemble_mode="deep", init_model=None,
+              new_rows=None, init_note=""):
+    """Train and evaluate, writing ``run_dir``. ``split``: random, scaffold, file, or a dict of row indices of
+    ``ds`` (fine-tuning builds its own). ``init_model``: a loaded PropertyModel to continue (its weights, target
+    scaler and applicability domain; ``new_rows`` are the rows of ``ds`` that are new to it). When ``ds`` was cut from larger data (``--limit``: its
     ``parent_index``), split.json holds indices of the larger data, so ``elprop evaluate`` on the full data
     scores the same molecules. ``targets``: names or TargetSpecs."""
     run_dir = Path(run_dir)
@@ -54,22 +57,30 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     if split_path.exists():  # a resumed run keeps its split
         sp = {k: rows_of(v, ds, str(split_path)) for k, v in load_split(split_path).items()}
     else:
-        if split == "file":
+        if isinstance(split, dict):
+            sp = {k: np.asarray(v, dtype=np.int64) for k, v in split.items()}
+        elif split == "file":
             sp = {k: rows_of(v, ds, str(split_file)) for k, v in load_split(split_file).items()}
         else:
             sp = make_split(split, len(ds), ds.smiles, n_train, n_val, seed)
         save_split({k: ds.record_index[v] for k, v in sp.items()}, split_path)
+    split_name = "given" if isinstance(split, dict) else split
     config = dict(model=model, targets=list(targets), units={t.name: t.unit for t in specs},
                   target_specs=[t.to_dict() for t in specs], features=features, dim=dim,
-                  layers=layers, ensemble=ensemble, split=split, split_file=str(split_file) if split_file else None,
+                  layers=layers, ensemble=ensemble, ensemble_mode=ensemble_mode, split=split_name, split_file=str(split_file) if split_file else None,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   dropout=dropout, ema=ema, channels=channels, arch=arch or {}, tta=tta, device=str(device), amp=amp,
                   gradient_checkpointing=checkpointing, target_weights=target_weights, trainer=trainer or {},
-                  data=ds.source, n_molecules=len(ds),
+                  data=ds.source, n_molecules=len(ds), init_model=init_note or None,
                   machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    est = PropertyModel(model, specs, features, dim, layers, ensemble, seed, dropout, channels, arch)
+    est = PropertyModel(model, specs, features, dim, layers, ensemble, seed, dropout, channels, arch, ensemble_mode)
+    if init_model is not None:  # fine-tuning: start from its weights, keep its scaler and domain
+        est.init_states = [net.state_dict() for net in init_model.nets]
+        est.scaler = init_model.scaler
+        est.base_applicability = init_model.applicability
+        est.new_rows = np.arange(len(ds)) if new_rows is None else np.asarray(new_rows)
     est.tta = tta  # used by the validation-set calibration and the metrics below, and saved with the model
     t0 = time.time()
     rep = est.represent(ds)  # once, for training and for the evaluation below
@@ -87,8 +98,10 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     write_csv(run_dir / "metrics.csv", [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
                                        for r in rows])
     hist = []
-    for k in range(ensemble):
-        hp = run_dir / "checkpoints" / f"member_{k}" / "history.csv"
+    runs = [("snapshots", "checkpoints/snapshots")] if ensemble_mode == "snapshot" and ensemble > 1 else \
+        [(k, f"checkpoints/member_{k}") for k in range(ensemble)]
+    for k, sub in runs:
+        hp = run_dir / sub / "history.csv"
         if hp.exists():
             with open(hp) as fh:
                 hist += [dict(member=k, **row) for row in csv.DictReader(fh)]
@@ -97,6 +110,9 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     train_s = sum(float(h[-1]["time_s"]) for h in _by_member(hist)) if hist else wall
     card = model_card(est, config, rows, train_s, card_extra)
     extra = {"split_seed": seed, "data": ds.source}
+    if split_name in ("random", "scaffold"):  # the recipe of the split, so fine-tuning can replay its training part
+        extra["split_spec"] = {"kind": split_name, "n_train": len(sp["train"]), "n_val": len(sp.get("val", [])),
+                               "seed": seed}
     if ds.density_store is not None:  # volumetric models rebuild their inputs for new molecules from these
         from elprop.represent.volume import store_grid_facts
         extra.update(store_grid_facts(ds.density_store))
@@ -123,11 +139,15 @@ def model_card(est: PropertyModel, config: dict, rows, train_s: float, extra: st
              f"validation, {config['n_test']} test (indices in `split.json` of the run)",
              "", "## Model",
              f"- family: {config['model']}, feature set: {config['features']}, width {config['dim']}, "
-             f"{config['layers']} layers, ensemble of {config['ensemble']}",
+             f"{config['layers']} layers, ensemble of {config['ensemble']}"
+             + (" (snapshot ensemble: one run, one member per learning-rate cycle)"
+                if config.get("ensemble_mode") == "snapshot" and config["ensemble"] > 1 else ""),
+             *([f"- fine-tuned from: {config['init_model']}"] if config.get("init_model") else []),
              f"- training: batch {config['batch_size']}, lr {config['lr']}, weight decay "
              f"{config.get('weight_decay', 1e-5)}, dropout {config.get('dropout', 0.0)}, epochs <= {config['epochs']}, "
              f"time budget {config['time_budget_s']} s; training time {train_s:.0f} s on {config['machine']}",
-             "- uncertainty: mean-variance head (aleatoric)" + (" + ensemble spread" if config["ensemble"] > 1 else "")
+             "- uncertainty: mean-variance head (aleatoric)" + (" + ensemble spread (epistemic)"
+                                                                 if config["ensemble"] > 1 else "")
              + (", σ rescaled per target on the validation set (scale "
                 + ", ".join(f"{t} {v:.2f}" for t, v in zip(config["targets"], est.sigma_scale)) + "); "
                 if est.sigma_calibrated else ", σ NOT calibrated (no validation split); ")
@@ -137,6 +157,14 @@ def model_card(est: PropertyModel, config: dict, rows, train_s: float, extra: st
     for r in rows:
         lines.append(f"| {r['split']} | {r['target']} | {r['unit']} | {r['n']} | {r['mae']:.4f} | {r['rmse']:.4f} "
                      f"| {r['r2']:.4f} | {r.get('coverage_1sigma', float('nan')):.2f} |")
+    dom = est.applicability
+    if dom is not None:
+        lines += ["", "## Applicability domain",
+                  f"- rare substructures: an atom environment (Morgan radius 0-1) found in fewer than {dom.min_count} "
+                  f"of the {dom.n_train} training molecules; nearest training neighbour: Tanimoto (Morgan radius 2) "
+                  f"below {dom.nn_threshold:.3f} against {len(dom.ref)} training molecules",
+                  f"- thresholds chosen on the validation molecules to flag at most {dom.false_alarm:.0%} of them "
+                  f"(flagged there: {dom.fit_report.get('val_flagged_fraction', float('nan')):.1%})"]
     lines += ["", "## Versions", f"- elprop {__version__}, torch {torch.__version__}"]
     if extra:
         lines += ["", extra]

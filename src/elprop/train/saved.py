@@ -31,9 +31,10 @@ def read_config(path) -> dict:
     return cfg
 
 
-def write_model_dir(path, config: dict, members: list, card: str | None = None) -> Path:
+def write_model_dir(path, config: dict, members: list, card: str | None = None, arrays: dict | None = None) -> Path:
     """Write ``config.json`` (with versions and the time), one ``member_<k>.safetensors`` per state dict in
-    ``members``, and ``card.md``; every file atomically."""
+    ``members``, ``domain.safetensors`` from the numpy ``arrays`` (the applicability domain), and ``card.md``;
+    every file atomically. Member files beyond ``members`` (from an earlier, larger ensemble) are removed."""
     import torch
     from safetensors.torch import save_file
 
@@ -43,6 +44,12 @@ def write_model_dir(path, config: dict, members: list, card: str | None = None) 
     for k, sd in enumerate(members):
         sd = {n: p.detach().cpu().contiguous() for n, p in sd.items()}
         atomic_write(path / f"member_{k}.safetensors", lambda tmp, sd=sd: save_file(sd, tmp))
+    for old in path.glob("member_*.safetensors"):
+        if int(old.stem.split("_")[1]) >= len(members):
+            old.unlink()
+    if arrays:
+        from safetensors.numpy import save_file as save_np
+        atomic_write(path / "domain.safetensors", lambda tmp: save_np(arrays, tmp))
     cfg = dict(config, elprop_version=__version__, torch_version=torch.__version__,
                saved=time.strftime("%Y-%m-%d %H:%M:%S"))
     atomic_write(path / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=1)))

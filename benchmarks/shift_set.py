@@ -1,0 +1,76 @@
+"""Build the shift set: small molecules (≤ 9 heavy atoms, C/H/N/O/F, neutral, closed shell) outside QM9.
+
+    python benchmarks/shift_set.py            # writes src/elprop/data/shift/molecules.csv
+
+Reads benchmarks/shift/candidates.csv (name, SMILES, motif, chosen by hand for motifs QM9 lacks: terminal and
+acyclic C=C, conjugated chains, cumulenes, unusual functional groups, 7- and 8-membered rings) and keeps every
+candidate that RDKit sanitises, that meets the size and element limits, and whose InChIKey is not among QM9's
+130,831 molecules (qm9pack SMILES). The dropped candidates are listed with the reason. Labels are then computed
+with `elprop label` (see benchmarks/RESULTS.md, "Shift set").
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+from rdkit import Chem, RDLogger
+
+RDLogger.DisableLog("rdApp.*")
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "src/elprop/data/shift/molecules.csv"
+
+
+def qm9_inchikeys() -> set[str]:
+    from elprop.data.load import DataSpec, load_data
+    ds = load_data(DataSpec("qm9"))
+    keys = set()
+    for s in ds.smiles:
+        m = Chem.MolFromSmiles(s)
+        if m is not None:
+            keys.add(Chem.MolToInchiKey(m))
+    return keys
+
+
+def main() -> int:
+    rows = list(csv.DictReader(open(ROOT / "benchmarks/shift/candidates.csv")))
+    qm9 = qm9_inchikeys()
+    print(f"QM9: {len(qm9)} distinct InChIKeys", file=sys.stderr)
+    kept, seen = [], set()
+    for r in rows:
+        m = Chem.MolFromSmiles(r["smiles"])
+        why = None
+        if m is None:
+            why = "does not sanitise"
+        else:
+            heavy = m.GetNumHeavyAtoms()
+            elems = {a.GetSymbol() for a in m.GetAtoms()}
+            radicals = sum(a.GetNumRadicalElectrons() for a in m.GetAtoms())
+            key = Chem.MolToInchiKey(m)
+            if heavy > 9:
+                why = f"{heavy} heavy atoms"
+            elif not elems <= {"C", "H", "N", "O", "F"}:
+                why = f"elements {sorted(elems)}"
+            elif Chem.GetFormalCharge(m) != 0 or radicals:
+                why = "charged or open shell"
+            elif key in qm9:
+                why = "in QM9 (same InChIKey)"
+            elif key in seen:
+                why = "duplicate"
+        if why:
+            print(f"dropped {r['name']} ({r['smiles']}): {why}", file=sys.stderr)
+            continue
+        seen.add(key)
+        kept.append({"name": r["name"], "smiles": Chem.MolToSmiles(m), "motif": r["motif"], "inchikey": key,
+                     "heavy_atoms": m.GetNumHeavyAtoms()})
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with open(OUT, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(kept[0]))
+        w.writeheader()
+        w.writerows(kept)
+    print(f"kept {len(kept)} of {len(rows)} candidates -> {OUT.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
