@@ -77,6 +77,7 @@ def main() -> int:
 
     path = embedded_path("shift") if a.shift == "shift" else Path(a.shift)
     shift = pd.read_csv(path)
+    shift = shift[np.isfinite(shift["gap [eV]"])].reset_index(drop=True)  # molecules whose labelling failed: none
     if a.split_file and a.rows != "all":
         shift = shift.iloc[json.loads(Path(a.split_file).read_text())[a.rows]].reset_index(drop=True)
     targets = a.targets.split(",")

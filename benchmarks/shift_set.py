@@ -1,6 +1,8 @@
 """Build the shift set: small molecules (≤ 9 heavy atoms, C/H/N/O/F, neutral, closed shell) outside QM9.
 
     python benchmarks/shift_set.py            # writes src/elprop/data/shift/molecules.csv
+    elprop label shift --out benchmarks/out/labels/shift --workers 2      # DFT labels (resumable)
+    python benchmarks/shift_set.py --merge benchmarks/out/labels/shift      # labels into the packaged set
 
 Reads benchmarks/shift/candidates.csv (name, SMILES, motif, chosen by hand for motifs QM9 lacks: terminal and
 acyclic C=C, conjugated chains, cumulenes, unusual functional groups, 7- and 8-membered rings) and keeps every
@@ -32,7 +34,28 @@ def qm9_inchikeys() -> set[str]:
     return keys
 
 
+def merge(label_dir: Path) -> int:
+    """Add the label columns of `elprop label`'s labels.csv to the packaged set (rows matched by name), and copy
+    the geometries; molecules whose labelling failed keep empty label cells and are listed."""
+    import shutil
+
+    import pandas as pd
+    mols = pd.read_csv(OUT)
+    mols = mols[[c for c in mols.columns if "[" not in c and c not in ("geometry", "scf")]]
+    lab = pd.read_csv(label_dir / "labels.csv")
+    cols = ["name"] + [c for c in lab.columns if "[" in c and not c.startswith("E [")] + ["geometry", "scf"]
+    merged = mols.merge(lab[cols], on="name", how="left")
+    merged.to_csv(OUT, index=False)
+    shutil.copy(label_dir / "geometries.extxyz", OUT.parent / "geometries.extxyz")
+    missing = merged[merged["gap [eV]"].isna()]["name"].tolist()
+    print(f"merged labels of {len(merged) - len(missing)} of {len(merged)} molecules"
+          + (f"; without labels: {', '.join(missing)}" if missing else ""), file=sys.stderr)
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--merge":
+        return merge(Path(sys.argv[2]))
     rows = list(csv.DictReader(open(ROOT / "benchmarks/shift/candidates.csv")))
     qm9 = qm9_inchikeys()
     print(f"QM9: {len(qm9)} distinct InChIKeys", file=sys.stderr)

@@ -44,7 +44,7 @@ def test_user_csv_custom_target_with_unit_train_evaluate_predict(cli, qm9_small,
     assert (tmp_path / "ev" / "metrics.csv").exists() and (tmp_path / "ev" / "plots" / "parity_test_logS.png").exists()
     res = cli("predict", "CCO", "c1ccccc1", "--model", tmp_path / "run" / "model")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0].split()[1:] == ["logS", "[log(mol/L)]"]
+    assert res.stdout.splitlines()[0].split()[1:3] == ["logS", "[log(mol/L)]"]
     res = cli("predict", "CCO", "--model", tmp_path / "run" / "model", "--format", "json")
     assert json.loads(res.stdout)[0]["predictions"]["logS"]["unit"] == "log(mol/L)"
     # a header without a unit: --units names it, --extensive makes it extensive; without both it is unitless

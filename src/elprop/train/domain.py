@@ -55,13 +55,17 @@ def fingerprints(mols) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
-def nn_similarity(query: np.ndarray, ref: np.ndarray, block: int = 512) -> np.ndarray:
-    """Largest Tanimoto similarity of each packed fingerprint in ``query`` to those in ``ref``: the common bits
-    as a sparse (query) times dense (reference) product, in blocks of queries."""
-    import scipy.sparse as sp
+def unpacked(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bits [FP_BITS, n] float32, bit counts [n]) of packed reference fingerprints, for ``nn_similarity``."""
     r = np.unpackbits(ref, axis=1).astype(np.float32)
-    rc = r.sum(1)
-    rt = np.ascontiguousarray(r.T)
+    return np.ascontiguousarray(r.T), r.sum(1)
+
+
+def nn_similarity(query: np.ndarray, ref, block: int = 512) -> np.ndarray:
+    """Largest Tanimoto similarity of each packed fingerprint in ``query`` to the reference (packed, or
+    ``unpacked(ref)``): the common bits as a sparse (query) times dense (reference) product, in blocks."""
+    import scipy.sparse as sp
+    rt, rc = unpacked(ref) if isinstance(ref, np.ndarray) else ref
     out = np.zeros(len(query))
     for s in range(0, len(query), block):
         q = sp.csr_matrix(np.unpackbits(query[s:s + block], axis=1).astype(np.float32))
@@ -131,7 +135,9 @@ class Domain:
         fps, ok = fingerprints(mols)
         sim = np.full(len(mols), np.nan)
         if ok.any() and len(self.ref):
-            sim[ok] = nn_similarity(fps[ok], self.ref)
+            if getattr(self, "_unpacked", None) is None or self._unpacked[1].shape[0] != len(self.ref):
+                self._unpacked = unpacked(self.ref)  # once per model, not per call
+            sim[ok] = nn_similarity(fps[ok], self._unpacked)
         gen = _env_gen()
         rare, flags, score = [], [], np.full(len(mols), np.nan)
         for i, m in enumerate(mols):
@@ -187,7 +193,8 @@ def _fragment(Chem, mol, atom: int, radius: int) -> str:
     h = a.GetTotalNumHs()
     centre = f"[{a.GetSymbol()}{'H' + (str(h) if h > 1 else '') if h else ''}]"
     if radius == 0:
-        return centre + (" (ring)" if a.IsInRing() else "")
+        d = a.GetDegree()
+        return centre + f" (with {d} heavy neighbour{'' if d == 1 else 's'}{', in a ring' if a.IsInRing() else ''})"
     bonds = Chem.FindAtomEnvironmentOfRadiusN(mol, radius, atom)
     atoms = {atom}
     for b in bonds:

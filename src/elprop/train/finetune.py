@@ -41,6 +41,17 @@ def base_split(base_dir: Path, cfg: dict, n: int) -> dict:
     return sp
 
 
+def write_base_split(base_dir, path) -> None:
+    """Write the training/validation/test indices of a saved model's data (``base_split``) to ``path``."""
+    from elprop.data.load import DataSpec, load_data
+    from elprop.data.splits import save_split
+    from elprop.train.saved import read_config
+    base_dir = Path(base_dir)
+    cfg = read_config(base_dir)
+    n = len(load_data(DataSpec("qm9" if str(cfg.get("data", "")).startswith("qm9") else cfg["data"])))
+    save_split(base_split(base_dir, cfg, n), path)
+
+
 def with_targets(ds: Dataset, targets: list[str], units: dict) -> Dataset:
     """``ds`` with exactly the columns ``targets`` (NaN where ``ds`` lacks one); refuses other units."""
     have = [t for t in targets if t in ds.target_names]

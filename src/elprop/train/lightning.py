@@ -92,7 +92,10 @@ class FamilyTask(L.LightningModule):
         self.loader: EpochBatches | None = None
 
     def fraction_done(self) -> float:
-        f = self.current_epoch / self.epochs if self.epochs else 0.0
+        """The part of training done, step by step: epochs (with the steps of the current one) over --epochs, or
+        the time spent over the budget, whichever is further."""
+        within = self.loader.done_in_epoch / len(self.loader) if self.loader is not None else 0.0
+        f = (self.current_epoch + within) / self.epochs if self.epochs else 0.0
         if self.time_budget:
             f = max(f, self.elprop["elapsed"] / self.time_budget)
         return min(f, 1.0)
