@@ -113,3 +113,15 @@ def test_label_failure_is_recorded_not_fatal(tmp_path):
     assert len(fails) == 1 and fails["stage"].iloc[0] == "scf"
     lab = pd.read_csv(out / "labels.csv")
     assert len(lab) == 1 and lab["gap [eV]"].iloc[0] > 10  # H2
+
+
+def test_label_dft_geometry_route(tmp_path):
+    """--opt dft: xTB, then a DFT relaxation (a minimal basis keeps it fast), then the single point."""
+    out = tmp_path / "lab"
+    r = run_cli("label", "C=O", "--opt", "dft", "--basis", "sto-3g", "--out", out, "--workers", "0", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "Time elapsed" not in r.stdout + r.stderr  # geomeTRIC's log stays quiet
+    res = json.loads(next((out / "results").glob("*.json")).read_text())
+    assert res["ok"] and res["geometry"]["xtb"]["converged"] and res["geometry"]["dft"]["steps"] >= 1
+    pos = np.array(res["pos"])
+    assert 1.23 < np.linalg.norm(pos[0] - pos[1]) < 1.27  # C=O: 1.25 Å at B3LYP/STO-3G, 1.20 Å after xTB

@@ -40,11 +40,13 @@ qm9 = load_data(DataSpec("qm9"))
 rows, _, _ = evaluate(model, qm9, split["test"], "QM9 test")
 cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
 card = (run / "model" / "card.md").read_text()
-card += "\n## QM9 test molecules\n\n" + f"The {len(split['test']):,} test molecules of the QM9 split (`test_indices.json`); " \
-    "reproduce with `elprop evaluate --split-file shipped`.\n\n| target | unit | n | MAE | RMSE | R² | 1σ coverage |\n" \
-    "|---|---|---|---|---|---|---|\n" + "".join(
-        f"| {r['target']} | {r['unit']} | {r['n']} | {r['mae']:.4f} | {r['rmse']:.4f} | {r['r2']:.4f} | "
-        f"{r.get('coverage_1sigma', float('nan')):.2f} |\n" for r in rows)
+ntr, nva = len(split["train"]), len(split["val"])
+card += ("\n## QM9 test molecules\n\n" f"The test molecules of the QM9 split (random, seed 0: {ntr:,} training, {nva:,} "
+         f"validation, {len(split['test']):,} test), listed in `test_indices.json`; reproduce with "
+         "`elprop evaluate --split-file shipped`.\n\n| split | target | unit | n | MAE | RMSE | R² | 1σ coverage |\n"
+         "|---|---|---|---|---|---|---|---|\n") + "".join(
+    f"| QM9 test | {r['target']} | {r['unit']} | {r['n']} | {r['mae']:.4f} | {r['rmse']:.4f} | {r['r2']:.4f} | "
+    f"{r.get('coverage_1sigma', float('nan')):.2f} |\n" for r in rows)
 if a.shift_eval:
     ev = json.loads(Path(a.shift_eval).read_text())
     res = next(iter(ev["models"].values()))

@@ -37,7 +37,13 @@ def dft_optimize(z, pos, settings, max_steps: int = 100) -> tuple[np.ndarray, di
     mf.grids.level = settings.grid_level
     if settings.density_fit:
         mf = mf.density_fit()
+    import contextlib
+    import io
+    import logging
+    for name in ("geometric", "geometric.nifty"):  # its step-by-step log is not for our users' screens
+        logging.getLogger(name).setLevel(logging.ERROR)
     conv = {}
-    mol_eq = optimize(mf, maxsteps=max_steps, callback=lambda env: conv.update(step=conv.get("step", 0) + 1))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        mol_eq = optimize(mf, maxsteps=max_steps, callback=lambda env: conv.update(step=conv.get("step", 0) + 1))
     return mol_eq.atom_coords(unit="Angstrom"), {"method": f"{settings.xc.upper()}/{settings.basis} (geomeTRIC)",
                                                   "steps": conv.get("step", 0)}
