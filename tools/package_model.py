@@ -2,7 +2,7 @@
 
 usage: python tools/package_model.py RUN DEST [--test-from SPLIT_JSON] [--shift-eval JSON] [--how TEXT]
 
-RUN/model is copied (weights, config, domain). test_indices.json holds the QM9 test rows: RUN/split.json's test
+RUN/model is copied (config, domain, and the weights in float16). test_indices.json holds the QM9 test rows: RUN/split.json's test
 part, or --test-from's (a run whose data were not QM9 alone, such as a fine-tuning run). The card gains the QM9
 test metrics (computed here on those rows), the shift-set metrics of --shift-eval (benchmarks/shift_eval.py's
 JSON) and how it was made.
@@ -26,7 +26,14 @@ dest.mkdir(parents=True, exist_ok=True)
 for f in dest.glob("*.safetensors"):
     f.unlink()
 for f in (run / "model").iterdir():
-    if f.suffix in (".json", ".safetensors"):
+    if f.name.startswith("member_") and f.suffix == ".safetensors":
+        # weights stored in float16 (half the size; loading casts them back to float32); the card's metrics
+        # below are computed from these stored weights
+        import torch
+        from safetensors.torch import load_file, save_file
+        sd = load_file(f)
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, dest / f.name)
+    elif f.suffix in (".json", ".safetensors"):
         shutil.copy2(f, dest / f.name)
 split = json.loads(Path(a.test_from or run / "split.json").read_text())
 (dest / "test_indices.json").write_text(json.dumps({"test": split["test"]}))

@@ -9,6 +9,7 @@
 #    (benchmarks/finetune_shift.py), so the model knows the chemistry QM9 lacks; half B stays unseen.
 # 4. Packaged with a card that adds QM9 test metrics, the shift-set metrics on half B and the domain thresholds.
 set -euo pipefail
+HOW='`tools/ship_default_model.sh`: the base model (QM9, 110,000 training molecules from SMILES, 90 min) → a snapshot ensemble of 4 started from its weights (one epoch of the same 110,000 molecules per learning-rate cycle) → fine-tuned on half A of the shift set (97 molecules: 78 for training, 19 for validation, seed 0) beside 2,000 replayed QM9 training and 200 validation molecules, 10 epochs at lr 3e-4. Half B of the shift set (97 molecules) was never used in training or in choosing options.'
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 BASE=${BASE:-runs/qm9-default/model}
@@ -31,4 +32,4 @@ $BIN/python benchmarks/finetune_shift.py --model runs/qm9-snapshot/model --seeds
   --replay 2000 --out runs/qm9-shift-finetune
 $BIN/python benchmarks/shift_eval.py --model runs/qm9-shift-finetune/seed0/run/model --split-file runs/qm9-shift-finetune/seed0/halves.json --rows B --out runs/qm9-shift-eval
 $BIN/python tools/package_model.py runs/qm9-shift-finetune/seed0/run src/elprop/pretrained/qm9_bondgraph \
-  --test-from runs/qm9-split.json --shift-eval runs/qm9-shift-eval/shift_eval.json
+  --test-from runs/qm9-split.json --shift-eval runs/qm9-shift-eval/shift_eval.json --how "$HOW"

@@ -43,6 +43,7 @@ class PropertyModel:
         self.scaler: TargetScaler | None = None
         self.domain: dict = {}
         self.applicability = None  # train.domain.Domain: rare substructures and nearest-neighbour similarity
+        self.ood_sigma = None  # per target: σ added (in quadrature) for molecules outside the domain
         self.sigma_scale = np.ones(len(self.config["targets"]))
         self.sigma_calibrated = False
         self.rank = 0
@@ -238,7 +239,30 @@ class PropertyModel:
         smiles = list(data.smiles) if isinstance(data, Dataset) else [str(x) for x in data]
         dom = self.domain_scores(smiles, rep)
         flags = [("; ".join(f for f in (a, b) if f)) for a, b in zip(self.ood_flags(rep), dom["flags"])]
+        if self.ood_sigma is not None:  # outside the domain, the error model learned from out-of-domain labels
+            out = np.array([bool(f) for f in flags])
+            std[out] = np.sqrt(std[out] ** 2 + np.asarray(self.ood_sigma)[None, :] ** 2)
         return Prediction(mean, std, flags, dict(rep.errors), rep, epi, dom["score"], dom["nn_similarity"])
+
+    def fit_ood_sigma(self, smiles, y, log=print):
+        """σ for molecules outside the domain: the RMS error of this model on the labelled molecules ``smiles``
+        (targets ``y`` [n, T], NaN where missing) that its domain flags. Fitted before fine-tuning on new labels,
+        from the errors the model made on them while they were new; it is added in quadrature to σ wherever the
+        warning column is not empty."""
+        pred = self.predict(list(smiles))
+        out = np.array([bool(f) for f in pred.flags])
+        err2 = (pred.mean - np.asarray(y)) ** 2
+        sig = np.full(len(self.specs), np.nan)
+        for k in range(len(self.specs)):
+            ok = out & np.isfinite(err2[:, k])
+            if ok.sum() >= 5:
+                sig[k] = float(np.sqrt(err2[ok, k].mean()))
+        if np.isfinite(sig).any():
+            prev = np.asarray(self.ood_sigma, dtype=float) if self.ood_sigma is not None else np.zeros(len(sig))
+            self.ood_sigma = np.where(np.isfinite(sig), sig, prev)
+            log(f"out-of-domain σ from {int(out.sum())} flagged new molecules: " +
+                ", ".join(f"{t.name} {v:.3f} {t.unit}" for t, v in zip(self.specs, self.ood_sigma)))
+        return self.ood_sigma
 
     def domain_scores(self, smiles, rep=None) -> dict:
         """The applicability-domain score, nearest-neighbour similarity and warning per molecule (NaN and ""
@@ -291,6 +315,8 @@ class PropertyModel:
                    sigma_scale=[float(v) for v in self.sigma_scale], sigma_calibrated=self.sigma_calibrated,
                    tta=int(self.tta), domain=self.domain, in_dim=self.in_dim)
         cfg.update(extra or {})
+        if self.ood_sigma is not None:
+            cfg["ood_sigma"] = [float(v) for v in self.ood_sigma]
         arrays = None
         if self.applicability is not None:
             cfg["applicability"] = self.applicability.to_config()
@@ -311,6 +337,7 @@ class PropertyModel:
         m.saved_config = cfg
         m.sigma_calibrated = bool(cfg.get("sigma_calibrated", "sigma_scale" in cfg))
         m.tta = int(cfg.get("tta", 0))
+        m.ood_sigma = np.asarray(cfg["ood_sigma"], dtype=float) if cfg.get("ood_sigma") is not None else None
         for k in ("grid", "kinds"):  # volumetric models: the store's grid and kind parameters
             if k in cfg:
                 m.config[k] = cfg[k]

@@ -77,6 +77,9 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     est = PropertyModel(model, specs, features, dim, layers, ensemble, seed, dropout, channels, arch, ensemble_mode)
     if init_model is not None:  # fine-tuning: start from its weights, keep its scaler and domain
+        new_tr = np.intersect1d(sp["train"], np.arange(len(ds)) if new_rows is None else new_rows)
+        y_new = np.column_stack([ds.target(t) for t in targets])[new_tr]
+        est.ood_sigma = init_model.fit_ood_sigma(np.asarray(ds.smiles, dtype=object)[new_tr], y_new, log=log)
         est.init_states = [net.state_dict() for net in init_model.nets]
         est.scaler = init_model.scaler
         est.base_applicability = init_model.applicability
@@ -165,6 +168,10 @@ def model_card(est: PropertyModel, config: dict, rows, train_s: float, extra: st
                   f"below {dom.nn_threshold:.3f} against {len(dom.ref)} training molecules",
                   f"- thresholds chosen on the validation molecules to flag at most {dom.false_alarm:.0%} of them "
                   f"(flagged there: {dom.fit_report.get('val_flagged_fraction', float('nan')):.1%})"]
+        if est.ood_sigma is not None:
+            lines.append("- outside the domain (a non-empty warning), σ grows in quadrature by the base model's RMS "
+                         "error on the flagged molecules of the fine-tuning data: " +
+                         ", ".join(f"{t.name} {v:.3f} {t.unit}" for t, v in zip(est.specs, est.ood_sigma)))
     lines += ["", "## Versions", f"- elprop {__version__}, torch {torch.__version__}"]
     if extra:
         lines += ["", extra]
