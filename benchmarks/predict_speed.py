@@ -61,7 +61,7 @@ def main() -> int:
             res[name]["batch_s"].append(timed([elprop, "predict", str(smi), "--model", str(m), "-o",
                                                str(tmp / f"{name}.csv")]))
     out = {k: {m: float(np.median(v)) for m, v in r.items()} for k, r in res.items()}
-    out.update(raw=res, n=a.n, old=str(a.old), new=str(a.new))
+    out.update(raw=res, n=a.n, old_model=str(a.old), new_model=str(a.new))
     out["batch_ratio"] = out["new"]["batch_s"] / out["old"]["batch_s"]
     (ROOT / "benchmarks/out").mkdir(parents=True, exist_ok=True)
     (ROOT / "benchmarks/out/predict_speed.json").write_text(json.dumps(out, indent=1))

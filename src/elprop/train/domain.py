@@ -145,16 +145,18 @@ class Domain:
                 rare.append([])
                 flags.append("")
                 continue
-            ao = rdFingerprintGenerator.AdditionalOutput()
-            ao.AllocateBitInfoMap()
-            fp = gen.GetSparseCountFingerprint(m, additionalOutput=ao)
-            info = ao.GetBitInfoMap()
+            envs = gen.GetSparseCountFingerprint(m).GetNonzeroElements()
             found = []
-            for e in fp.GetNonzeroElements():
-                c = self.counts.get(int(e), 0)
-                if c < self.min_count:
-                    atom, radius = info[e][0]
-                    found.append((_fragment(Chem, m, atom, radius), c))
+            if any(self.counts.get(int(e), 0) < self.min_count for e in envs):  # name them (rarely needed)
+                ao = rdFingerprintGenerator.AdditionalOutput()
+                ao.AllocateBitInfoMap()
+                gen.GetSparseCountFingerprint(m, additionalOutput=ao)
+                info = ao.GetBitInfoMap()
+                for e in envs:
+                    c = self.counts.get(int(e), 0)
+                    if c < self.min_count:
+                        atom, radius = info[e][0]
+                        found.append((_fragment(Chem, m, atom, radius), c))
             found = sorted(set(found), key=lambda t: (t[1], t[0]))
             rare.append(found)
             msg = []
