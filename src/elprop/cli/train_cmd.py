@@ -21,7 +21,7 @@ Run again with the same --out to resume after a kill: the split, checkpoints and
 """
 
 # options every property family takes, with their parser defaults (the families' own options: models.OPTIONS)
-PROPERTY_FLAGS = {"ensemble": 1, "dropout": 0.0, "targets": None, "target_weights": None, "units": None,
+PROPERTY_FLAGS = {"ensemble": None, "ensemble_mode": "deep", "init_model": None, "dropout": 0.0, "targets": None, "target_weights": None, "units": None,
                   "extensive": None}
 
 

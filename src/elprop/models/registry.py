@@ -85,7 +85,8 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in [
     Option("--device-memory", "report the largest batch that fits this memory (e.g. 80GiB)", None, arch=False),
 ]}
 # options every property family takes (defined by `elprop train` itself)
-PROPERTY_OPTIONS = ("ensemble", "dropout", "targets", "target_weights", "units", "extensive")
+PROPERTY_OPTIONS = ("ensemble", "ensemble_mode", "init_model", "dropout", "targets", "target_weights", "units",
+                    "extensive")
 
 MODELS: dict[str, Family] = {}
 
