@@ -73,6 +73,7 @@ def test_label_resumes_after_kill(tmp_path):
     assert not (out / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_label_polarizability_matches_qm9(tmp_path):
     """Finite-field α of methane at QM9's geometry against QM9's own value (same level of theory)."""
     out = tmp_path / "lab"
