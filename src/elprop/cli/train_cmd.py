@@ -247,7 +247,7 @@ def _run_finetune(args) -> int:
                           channels=c.get("channels"), arch=c.get("arch"), tta=base.tta, device=args.device_obj,
                           progress=not args.no_progress, trainer=_trainer_options(args),
                           ensemble_mode=args.ensemble_mode, init_model=base, new_rows=np.arange(len(new)),
-                          init_note=f"{base_dir} on {new.source}{note}")
+                          init_note=f"{base_dir} on {new.source}{note}", fit_ood=not same_data)
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
     return 0

@@ -36,7 +36,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
               progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
               checkpointing=False, target_weights=None, trainer=None, ensemble_mode="deep", init_model=None,
-              new_rows=None, init_note=""):
+              new_rows=None, init_note="", fit_ood=True):
     """Train and evaluate, writing ``run_dir``. ``split``: random, scaffold, file, or a dict of row indices of
     ``ds`` (fine-tuning builds its own). ``init_model``: a loaded PropertyModel to continue (its weights, target
     scaler and applicability domain; ``new_rows`` are the rows of ``ds`` that are new to it). When ``ds`` was cut from larger data (``--limit``: its
@@ -77,9 +77,11 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     est = PropertyModel(model, specs, features, dim, layers, ensemble, seed, dropout, channels, arch, ensemble_mode)
     if init_model is not None:  # fine-tuning: start from its weights, keep its scaler and domain
-        new_tr = np.intersect1d(sp["train"], np.arange(len(ds)) if new_rows is None else new_rows)
-        y_new = np.column_stack([ds.target(t) for t in targets])[new_tr]
-        est.ood_sigma = init_model.fit_ood_sigma(np.asarray(ds.smiles, dtype=object)[new_tr], y_new, log=log)
+        est.ood_sigma = init_model.ood_sigma
+        if fit_ood:  # the base model's errors on the flagged new molecules: σ outside the domain
+            new_tr = np.intersect1d(sp["train"], np.arange(len(ds)) if new_rows is None else new_rows)
+            y_new = np.column_stack([ds.target(t) for t in targets])[new_tr]
+            est.ood_sigma = init_model.fit_ood_sigma(np.asarray(ds.smiles, dtype=object)[new_tr], y_new, log=log)
         est.init_states = [net.state_dict() for net in init_model.nets]
         est.scaler = init_model.scaler
         est.base_applicability = init_model.applicability
