@@ -29,11 +29,12 @@ def _grid_args(p):
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored precision")
 
 
-def _dft_args(p):
+def _dft_args(p, fallback: bool = True):
     p.add_argument("--xc", default="b3lyp", help="functional (default: b3lyp, the QM9 level)")
     p.add_argument("--basis", default="6-31g(2df,p)", help="basis set (default: 6-31g(2df,p), the QM9 level)")
     p.add_argument("--no-density-fit", action="store_true", help="exact Coulomb/exchange instead of density fitting")
-    p.add_argument("--fallback-basis", default="6-31g*", help="basis of the last SCF fallback (default: 6-31g*)")
+    if fallback:  # labels never fall back to another basis: that would be another level of theory
+        p.add_argument("--fallback-basis", default="6-31g*", help="basis of the last SCF fallback (default: 6-31g*)")
     p.add_argument("--grid-level", type=int, default=3, help="PySCF XC integration grid level 0-9 (default: 3)")
     p.add_argument("--charge", type=int, default=0, help="molecular charge of every molecule (default: 0)")
     p.add_argument("--spin", type=int, help="2S, unpaired electrons, of every molecule (UKS when > 0; default: closed "

@@ -41,7 +41,7 @@ def add_parser(sub):
     p.add_argument("--subset", help="molecules of a file or data set: A:B, i,j,k, @file, random:N[:seed]")
     p.add_argument("--smiles-column", help="SMILES column of a CSV input")
     p.add_argument("--seed", type=int, default=42, help="seed of the ETKDG embedding (default: 42)")
-    _dft_args(p)
+    _dft_args(p, fallback=False)
     _run_args(p)
     p.set_defaults(func=run)
 
