@@ -25,6 +25,7 @@ Failures (geometry or SCF) are listed in DIR/failures.csv and never stop the bat
 
 def add_parser(sub):
     from elprop.cli.density_cmd import _dft_args, _run_args
+    from elprop.label.geometry import OPT_CHOICES
     p = sub.add_parser("label", help="DFT labels (HOMO, LUMO, gap, μ, energies) for any molecule",
                        description="Compute DFT labels for molecules from SMILES, files or QM9: a real geometry "
                                    "(RDKit ETKDG + MMFF, then GFN2-xTB with tblite), then a PySCF single point at "
@@ -33,7 +34,7 @@ def add_parser(sub):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="SMILES strings, molecule files (.smi, .sdf, .xyz, .extxyz, .csv), 'qm9' or 'shift'")
     p.add_argument("--out", required=True, help="output folder (created; rerun to resume)")
-    p.add_argument("--opt", default="xtb", choices=["xtb", "mmff", "dft", "none"],
+    p.add_argument("--opt", default="xtb", choices=OPT_CHOICES,
                    help="geometry: xtb = ETKDG+MMFF then GFN2-xTB (default); mmff = ETKDG+MMFF only; dft = xTB "
                         "then a DFT optimisation (slow); none = the input geometry (from SMILES: ETKDG+MMFF)")
     p.add_argument("--polarizability", action="store_true",
@@ -47,6 +48,7 @@ def add_parser(sub):
 
 
 def _dataset(inputs: list[str], subset: str | None, smiles_column: str | None):
+    from elprop.cli.predict_cmd import _is_file
     from elprop.core.dataset import Dataset, Molecule
     from elprop.data.load import DataSpec, load_data
     from elprop.density.generate import parse_subset
@@ -55,7 +57,7 @@ def _dataset(inputs: list[str], subset: str | None, smiles_column: str | None):
     for x in inputs:
         if x in ("qm9", "shift") or Path(x).exists():
             parts.append(load_data(DataSpec(x, smiles_column=smiles_column, allow_missing=True)))
-        elif Path(x).suffix.lower() in (".smi", ".sdf", ".xyz", ".extxyz", ".csv", ".txt", ".mol"):
+        elif _is_file(x):  # a molecule file's name, but no such file
             raise InputError(f"{x}: no such file")
         else:
             smiles.append(x)

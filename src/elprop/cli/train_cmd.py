@@ -21,8 +21,8 @@ Run again with the same --out to resume after a kill: the split, checkpoints and
 """
 
 # options every property family takes, with their parser defaults (the families' own options: models.OPTIONS)
-PROPERTY_FLAGS = {"ensemble": None, "ensemble_mode": "deep", "init_model": None, "dropout": 0.0, "targets": None, "target_weights": None, "units": None,
-                  "extensive": None}
+PROPERTY_FLAGS = {"ensemble": None, "ensemble_mode": "deep", "init_model": None, "dropout": 0.0, "targets": None,
+                  "target_weights": None, "units": None, "extensive": None}
 
 
 def _size(x: float):
@@ -197,7 +197,7 @@ def _run_finetune(args) -> int:
     from elprop.pretrained import model_path
     from elprop.train.device import resolve_device
     from elprop.train.estimator import PropertyModel
-    from elprop.train.finetune import concat, replay_data, with_targets
+    from elprop.train.finetune import base_data, concat, replay_data, with_targets
     from elprop.train.run import train_run
     from elprop.train.saved import load_model
 
@@ -224,7 +224,7 @@ def _run_finetune(args) -> int:
         sp = {k: rows_of(v, new, args.split_file) for k, v in load_split(args.split_file).items()}
     else:
         sp = make_split(args.split, len(new), new.smiles, _size(args.n_train), _size(args.n_val), args.seed)
-    same_data = str(args.data) == "qm9" and str(base.saved_config.get("data", "")).startswith("qm9")
+    same_data = str(args.data) == "qm9" and base_data(base.saved_config) == "qm9"
     parts, note = [new], ""
     if args.replay and not same_data:
         rep_tr, rep_va = replay_data(base, base_dir, args.replay, args.replay_data, args.seed)

@@ -6,7 +6,8 @@ import numpy as np
 OPT_CHOICES = ("xtb", "mmff", "dft", "none")
 
 
-def xtb_optimize(z, pos, charge: int = 0, spin: int = 0, fmax: float = 0.01, steps: int = 500) -> tuple[np.ndarray, dict]:
+def xtb_optimize(z, pos, charge: int = 0, spin: int = 0, fmax: float = 0.01,
+                 steps: int = 500) -> tuple[np.ndarray, dict]:
     """GFN2-xTB (tblite) relaxation with ASE's LBFGS to ``fmax`` eV/Å. Returns (positions Å, info)."""
     from ase import Atoms
     from ase.optimize import LBFGS

@@ -21,9 +21,9 @@ class PropertyModel:
     def __init__(self, model: str = "bondgraph", targets=("homo", "lumo", "gap"), features: str = "extended",
                  dim: int = 128, layers: int = 4, ensemble: int = 1, seed: int = 0,
                  dropout: float = 0.0, channels=None, arch: dict | None = None, ensemble_mode: str = "deep"):
-        family(model)
+        family(model)  # an InputError naming the known families for an unknown one
         if ensemble_mode not in ("deep", "snapshot"):
-            raise InputError(f"unknown ensemble mode {ensemble_mode!r}; known: deep, snapshot")  # an InputError naming the known families for an unknown one
+            raise InputError(f"unknown ensemble mode {ensemble_mode!r}; known: deep, snapshot")
         self.specs = resolve_targets(targets)  # names or TargetSpecs; the specs travel with the model
         from elprop.chem.features import FEATURE_SETS
         if features not in FEATURE_SETS:

@@ -16,6 +16,12 @@ import numpy as np
 from elprop.core.dataset import Dataset, InputError
 
 
+def base_data(cfg: dict) -> str | None:
+    """The data a saved model was trained on, as ``load_data`` names it (``qm9`` for the embedded QM9)."""
+    data = str(cfg.get("data") or "")
+    return "qm9" if data.lower().startswith("qm9") else (data or None)
+
+
 def base_split(base_dir: Path, cfg: dict, n: int) -> dict:
     """The base model's train/val/test indices of its data: ``split.json`` beside the model folder (a run) or
     inside it, else its saved split recipe (``split_spec``), else (the first shipped model) a random split with
@@ -48,7 +54,7 @@ def write_base_split(base_dir, path) -> None:
     from elprop.train.saved import read_config
     base_dir = Path(base_dir)
     cfg = read_config(base_dir)
-    n = len(load_data(DataSpec("qm9" if str(cfg.get("data", "")).startswith("qm9") else cfg["data"])))
+    n = len(load_data(DataSpec(base_data(cfg))))
     save_split(base_split(base_dir, cfg, n), path)
 
 
@@ -88,7 +94,7 @@ def replay_data(base, base_dir: Path, n_replay: int, source: str | None, seed: i
     validation molecules, seeded."""
     from elprop.data.load import DataSpec, load_data
     cfg = base.saved_config
-    src = source or ("qm9" if str(cfg.get("data", "")).startswith(("qm9", "QM9")) else cfg.get("data"))
+    src = source or base_data(cfg)
     if not src:
         raise InputError(f"{base_dir}: the model does not say which data it was trained on; give --replay-data")
     old = load_data(DataSpec(src))

@@ -39,8 +39,8 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               new_rows=None, init_note="", fit_ood=True):
     """Train and evaluate, writing ``run_dir``. ``split``: random, scaffold, file, or a dict of row indices of
     ``ds`` (fine-tuning builds its own). ``init_model``: a loaded PropertyModel to continue (its weights, target
-    scaler and applicability domain; ``new_rows`` are the rows of ``ds`` that are new to it). When ``ds`` was cut from larger data (``--limit``: its
-    ``parent_index``), split.json holds indices of the larger data, so ``elprop evaluate`` on the full data
+    scaler and applicability domain; ``new_rows`` are the rows of ``ds`` that are new to it). When ``ds`` was cut
+    from larger data (``--limit``: its ``parent_index``), split.json holds indices of the larger data, so ``elprop evaluate`` on the full data
     scores the same molecules. ``targets``: names or TargetSpecs."""
     run_dir = Path(run_dir)
     specs = resolve_targets(targets, data_units=ds.target_units)
@@ -67,7 +67,8 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     split_name = "given" if isinstance(split, dict) else split
     config = dict(model=model, targets=list(targets), units={t.name: t.unit for t in specs},
                   target_specs=[t.to_dict() for t in specs], features=features, dim=dim,
-                  layers=layers, ensemble=ensemble, ensemble_mode=ensemble_mode, split=split_name, split_file=str(split_file) if split_file else None,
+                  layers=layers, ensemble=ensemble, ensemble_mode=ensemble_mode, split=split_name,
+                  split_file=str(split_file) if split_file else None,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])), seed=seed,
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                   dropout=dropout, ema=ema, channels=channels, arch=arch or {}, tta=tta, device=str(device), amp=amp,
