@@ -48,7 +48,7 @@ def add_parser(sub):
 
 
 def _dataset(inputs: list[str], subset: str | None, smiles_column: str | None):
-    from elprop.cli.predict_cmd import _is_file
+    from elprop.cli.options import is_file_arg
     from elprop.core.dataset import Dataset, Molecule
     from elprop.data.load import DataSpec, load_data
     from elprop.density.generate import parse_subset
@@ -57,7 +57,7 @@ def _dataset(inputs: list[str], subset: str | None, smiles_column: str | None):
     for x in inputs:
         if x in ("qm9", "shift") or Path(x).exists():
             parts.append(load_data(DataSpec(x, smiles_column=smiles_column, allow_missing=True)))
-        elif _is_file(x):  # a molecule file's name, but no such file
+        elif is_file_arg(x):  # a molecule file's name, but no such file
             raise InputError(f"{x}: no such file")
         else:
             smiles.append(x)

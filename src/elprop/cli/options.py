@@ -1,5 +1,11 @@
-"""Options shared by several commands, defined once: the data source and the output folder."""
+"""Options shared by several commands, defined once: the data source, the output folder, and what counts as a
+file among positional inputs."""
 from __future__ import annotations
+
+from pathlib import Path
+
+# suffixes that make a positional input a molecule file rather than a SMILES string
+FILE_SUFFIXES = (".xyz", ".extxyz", ".sdf", ".mol", ".smi", ".smiles", ".txt", ".csv")
 
 
 def add_data_options(p, *, targets: str | None = "homo,lumo,gap", store: bool = True, limit: bool = True,
@@ -66,7 +72,17 @@ def add_out_option(p, *, required: bool = True, runs_aliases: bool = False):
 
 
 def out_dir(args, default_name: str):
-    from pathlib import Path
     if getattr(args, "out", None):
         return Path(args.out)
     return Path(args.runs_dir) / (args.name or default_name)
+
+
+def is_file_arg(arg: str) -> bool:
+    """Is this argument meant as a file (a known suffix, or an existing path) rather than a SMILES string?"""
+    if len(arg) > 4096 or "\0" in arg:  # longer than any path; a (giant) SMILES
+        return False
+    p = Path(arg)
+    try:
+        return p.suffix.lower() in FILE_SUFFIXES or p.exists()
+    except (OSError, ValueError):  # e.g. a component longer than the file system allows
+        return False

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from elprop.cli.options import is_file_arg
 from elprop.core.cache import atomic_write
 from elprop.core.dataset import InputError
 
@@ -28,7 +29,6 @@ Molecules that cannot be read (invalid SMILES, elements the model never saw) are
 the others are still predicted; if no input can be predicted the exit code is 2. The 'warning' column flags
 molecules outside the training domain (e.g. more heavy atoms than any training molecule).
 """
-FILE_SUFFIXES = (".xyz", ".extxyz", ".sdf", ".mol", ".smi", ".smiles", ".txt", ".csv")
 
 
 def add_parser(sub):
@@ -47,17 +47,6 @@ def add_parser(sub):
     p.set_defaults(func=run_predict)
 
 
-def _is_file(arg: str) -> bool:
-    """Is this argument meant as a file (a known suffix, or an existing path) rather than a SMILES string?"""
-    if len(arg) > 4096 or "\0" in arg:  # longer than any path; a (giant) SMILES
-        return False
-    p = Path(arg)
-    try:
-        return p.suffix.lower() in FILE_SUFFIXES or p.exists()
-    except (OSError, ValueError):  # e.g. a component longer than the file system allows
-        return False
-
-
 def _collect(inputs, smiles_column):
     """Inputs -> list of Molecule records with an 'input' label."""
     from elprop.core.dataset import InputError, Molecule
@@ -67,7 +56,7 @@ def _collect(inputs, smiles_column):
     records = []
     for arg in inputs:
         p = Path(arg)
-        if _is_file(arg):
+        if is_file_arg(arg):
             kw = {"smiles_column": smiles_column, "targets": []} if p.suffix.lower() == ".csv" else {}
             ds = read_any(p, **kw)
             for i in range(len(ds)):

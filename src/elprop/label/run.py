@@ -21,6 +21,7 @@ from elprop.core.cache import atomic_write, write_csv
 from elprop.core.dataset import SYMBOLS, InputError
 from elprop.density.dft import DFTSettings
 
+ASSEMBLE_EVERY_S = 30.0  # how often labels.csv and geometries.extxyz are rewritten while a batch runs
 LABEL_COLUMNS = ["homo", "lumo", "gap", "mu", "E", "E_atom", "alpha"]
 
 
@@ -201,16 +202,19 @@ def _label(items, out, settings, opt, polarizability, seed, workers, scheduler, 
     def write(res):
         res["E_atom"] = _atomization(res, atoms) if res.get("ok") else None
         atomic_write(res_dir / f"{res['key']}.json", lambda tmp: Path(tmp).write_text(json.dumps(res)))
+        cache[res["key"]] = res  # a retried molecule's new result replaces the old one read before
         summary["computed" if res.get("ok") else "failed"] += 1
         if not res.get("ok"):
             log(f"{res['name']} ({res['smiles']}) failed at {res.get('stage')}: {res.get('error')}")
         if bar is not None:
             bar.update(1)
             bar.set_postfix(failed=summary["failed"])
-        if (summary["computed"] + summary["failed"]) % 10 == 0:  # the tables grow as results arrive
-            assemble(items, out)
+        if time.time() - last[0] >= ASSEMBLE_EVERY_S:  # the tables grow as results arrive
+            assemble(items, out, cache)
+            last[0] = time.time()
 
     t0 = time.time()
+    last, cache = [t0], {}  # time of the last table update; results already read (each file is read once)
     args = (settings.to_dict(), opt, polarizability, seed, threads_per_worker)
     try:
         if workers == 0 and scheduler is None:
@@ -222,7 +226,7 @@ def _label(items, out, settings, opt, polarizability, seed, workers, scheduler, 
     finally:
         if bar is not None:
             bar.close()
-        summary.update(assemble(items, out))
+        summary.update(assemble(items, out, cache))
     summary["wall_s"] = round(time.time() - t0, 1)
     return summary
 
@@ -238,16 +242,20 @@ def _atomization(res: dict, atoms: dict[int, float]) -> float:
     return float(sum(atoms[int(z)] for z in res["z"]) - res["E"])
 
 
-def assemble(items: list[dict], out: Path) -> dict:
-    """labels.csv, geometries.extxyz and failures.csv from the results present, in input order."""
+def assemble(items: list[dict], out: Path, cache: dict | None = None) -> dict:
+    """labels.csv, geometries.extxyz and failures.csv from the results present, in input order. ``cache`` (key ->
+    result) keeps what earlier calls of one run have read, so a growing batch reads each result file once."""
     from elprop.core.units import TARGETS
     res_dir = out / "results"
+    cache = {} if cache is None else cache
     rows, fails, frames = [], [], []
     for it in items:
-        p = res_dir / f"{it['key']}.json"
-        if not p.exists():
-            continue
-        r = json.loads(p.read_text())
+        r = cache.get(it["key"])
+        if r is None:
+            p = res_dir / f"{it['key']}.json"
+            if not p.exists():
+                continue
+            r = cache[it["key"]] = json.loads(p.read_text())
         if not r.get("ok"):
             fails.append({"name": r["name"], "smiles": r["smiles"], "stage": r.get("stage", ""),
                           "error": r.get("error", ""), "wall_s": r.get("wall_s")})
