@@ -23,17 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src/elprop/data/shift/molecules.csv"
 
 
-def qm9_inchikeys() -> set[str]:
-    from elprop.data.load import DataSpec, load_data
-    ds = load_data(DataSpec("qm9"))
-    keys = set()
-    for s in ds.smiles:
-        m = Chem.MolFromSmiles(s)
-        if m is not None:
-            keys.add(Chem.MolToInchiKey(m))
-    return keys
-
-
 def merge(label_dir: Path) -> int:
     """Add the label columns of `elprop label`'s labels.csv to the packaged set (rows matched by name), and copy
     the geometries; molecules whose labelling failed keep empty label cells and are listed."""
@@ -57,6 +46,7 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--merge":
         return merge(Path(sys.argv[2]))
     rows = list(csv.DictReader(open(ROOT / "benchmarks/shift/candidates.csv")))
+    from elprop.data.qm9 import qm9_inchikeys
     qm9 = qm9_inchikeys()
     print(f"QM9: {len(qm9)} distinct InChIKeys", file=sys.stderr)
     kept, seen = [], set()

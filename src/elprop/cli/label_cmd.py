@@ -37,6 +37,10 @@ def add_parser(sub):
     p.add_argument("--opt", default="xtb", choices=OPT_CHOICES,
                    help="geometry: xtb = ETKDG+MMFF then GFN2-xTB (default); mmff = ETKDG+MMFF only; dft = xTB "
                         "then a DFT optimisation (slow); none = the input geometry (from SMILES: ETKDG+MMFF)")
+    p.add_argument("--method", default="dft", choices=("dft", "xtb"),
+                   help="level of the labels: dft = the PySCF settings below (default, the QM9 level); xtb = "
+                        "GFN2-xTB (tblite) in a second or so per molecule, a stand-in for tests, not QM9-level "
+                        "labels")
     p.add_argument("--polarizability", action="store_true",
                    help="also α [bohr^3] by finite differences of the dipole in a field (six more SCFs)")
     p.add_argument("--subset", help="molecules of a file or data set: A:B, i,j,k, @file, random:N[:seed]")
@@ -78,10 +82,12 @@ def run(args) -> int:
     settings = DFTSettings(xc=args.xc, basis=args.basis, density_fit=not args.no_density_fit,
                            grid_level=args.grid_level, charge=args.charge, spin=args.spin)
     ds = _dataset(args.inputs, args.subset, args.smiles_column)
+    if args.method == "xtb" and args.polarizability:
+        raise InputError("--polarizability needs --method dft")
     items = molecule_items(ds, settings)
     s = label_items(items, args.out, settings, opt=args.opt, polarizability=args.polarizability, seed=args.seed,
                     workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads_per_worker,
-                    retry_failed=args.retry_failed, progress=not args.no_progress)
+                    retry_failed=args.retry_failed, progress=not args.no_progress, method=args.method)
     print(json.dumps(s))
     print(f"labels: {Path(args.out) / 'labels.csv'}" + (f"; failures: {Path(args.out) / 'failures.csv'}"
                                                          if s["failures"] else ""))

@@ -13,6 +13,8 @@ EPILOG = """examples:
   elprop evaluate --model runs/quick/model --data qm9 --split-file runs/quick/split.json --split test
   elprop density generate --data qm9 --kind dft --subset 0:100 --out qm9.zarr    DFT densities (PySCF)
   elprop density info qm9.zarr                   counts, failures, storage, DFT vs QM9 labels
+  elprop design --objective "gap=3.0:3.5" --novel-only --out design/lowgap
+                                                 new molecules with a wanted gap, verified by DFT each round
   elprop subgraph fit --model sparse-linear --data qm9 --limit 3000 --target gap --out runs/sg
                                                  a lasso over all subgraphs: which substructures set the gap
 """
@@ -20,7 +22,8 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from elprop import __version__
-    from elprop.cli import (data_cmd, density_cmd, label_cmd, materials_cmd, predict_cmd, predict_density_cmd,
+    from elprop.cli import (data_cmd, density_cmd, design_cmd, label_cmd, materials_cmd, predict_cmd,
+                            predict_density_cmd,
                             subgraph_cmd, train_cmd)
 
     p = argparse.ArgumentParser(prog="elprop", description="Instant predictions of electronic properties of "
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_cmd.add_parser(sub)
     density_cmd.add_parser(sub)
     label_cmd.add_parser(sub)
+    design_cmd.add_parser(sub)
     predict_density_cmd.add_parser(sub)
     subgraph_cmd.add_parser(sub)
     materials_cmd.add_parser(sub)

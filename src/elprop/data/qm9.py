@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elprop.core.cache import cache_dir
+from elprop.core.cache import atomic_write, cache_dir
 from elprop.core.dataset import Dataset, InputError, Molecule, Z_OF, atomic_number
 from elprop.core.units import DERIVED_TARGETS, QM9_ATOMREF_HA, QM9_TARGETS, TARGETS
 
@@ -187,3 +187,20 @@ def load_qm9_xyz(source: str | Path, cache: bool = True) -> Dataset:
     if cache:
         ds.save(cpath)
     return ds
+
+
+def qm9_inchikeys() -> set[str]:
+    """The InChIKeys of the embedded QM9's molecules (from their SMILES), computed once (about a minute) and
+    kept in elprop's cache: the reference for "is this molecule new?"."""
+    from rdkit import Chem, RDLogger
+    RDLogger.DisableLog("rdApp.*")
+    path = cache_dir() / f"qm9pack-{metadata.version('qm9pack')}-inchikeys.txt"
+    if path.exists():
+        return set(path.read_text().split())
+    keys = set()
+    for s in load_qm9().smiles:
+        m = Chem.MolFromSmiles(s)
+        if m is not None:
+            keys.add(Chem.MolToInchiKey(m))
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(sorted(keys)) + "\n"))
+    return keys

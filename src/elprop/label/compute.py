@@ -22,9 +22,13 @@ def same_basis_attempts(settings: DFTSettings) -> list[dict]:
     return [a for a in settings.attempts() if "basis" not in a]
 
 
+METHODS = ("dft", "xtb")  # the level of the labels: DFT (PySCF, the settings) or GFN2-xTB (tblite), a cheap stand-in
+
+
 def label_one(item: dict, settings: dict, opt: str = "xtb", polarizability: bool = False, seed: int = 42,
-              threads: int = 1) -> dict:
-    """``item``: key, name, smiles, and z/pos (Å) when the input has a geometry."""
+              threads: int = 1, method: str = "dft") -> dict:
+    """``item``: key, name, smiles, and z/pos (Å) when the input has a geometry. ``method`` "xtb" labels at the
+    GFN2-xTB level instead of DFT (seconds, not minutes; for tests and quick stand-ins, not QM9-level labels)."""
     from pyscf import lib
     lib.num_threads(threads)
     s = DFTSettings(**settings)
@@ -36,7 +40,8 @@ def label_one(item: dict, settings: dict, opt: str = "xtb", polarizability: bool
         out.update(geometry=geo, t_geometry_s=round(time.time() - t0, 2))
         stage = "scf"
         t1 = time.time()
-        res = run_scf(z, pos, s, attempts=same_basis_attempts(s))
+        res = xtb_single_point(z, pos, s.charge, s.spin_of(z)) if method == "xtb" else \
+            run_scf(z, pos, s, attempts=same_basis_attempts(s))
         out.update(scf_log=res["log"], t_scf_s=round(time.time() - t1, 2))
         if not res["ok"]:
             last = res["log"][-1] if res["log"] else {}
@@ -46,6 +51,8 @@ def label_one(item: dict, settings: dict, opt: str = "xtb", polarizability: bool
                    mu=float(np.linalg.norm(res["dipole_D"])), dipole_D=np.round(res["dipole_D"], 6).tolist(),
                    E=res["energy_eV"], scf_attempt=res["log"][res["attempt"]]["name"], n_cycles=res["n_cycles"],
                    spin=res["spin"])
+        if polarizability and method == "xtb":
+            raise RuntimeError("no polarizability at the xTB level")
         if polarizability:
             stage = "polarizability"
             t2 = time.time()
@@ -104,12 +111,39 @@ def finite_field_alpha(z, pos, s: DFTSettings, dm0, field: float = 1e-3) -> tupl
     return float(np.trace(tensor) / 3), np.round(tensor, 4).tolist()
 
 
-def free_atom_energies(elements, settings: DFTSettings) -> dict[int, float]:
-    """Free-atom SCF energies [eV] at the level of ``settings`` (UKS in each atom's ground-state multiplicity)."""
+def xtb_single_point(z, pos, charge: int = 0, spin: int = 0) -> dict:
+    """GFN2-xTB (tblite) at a fixed geometry, in the shape of ``run_scf``'s result: orbital energies [eV] of the
+    highest doubly occupied and lowest empty orbital, dipole [D], energy [eV]."""
+    from tblite.interface import Calculator
+
+    from elprop.core.units import BOHR, HARTREE_TO_EV
+    from elprop.density.dft import DEBYE_PER_AU
+    t0 = time.time()
+    calc = Calculator("GFN2-xTB", np.asarray(z, dtype=int), np.asarray(pos, dtype=float) / BOHR,
+                      charge=float(charge), uhf=int(spin))
+    calc.set("verbosity", 0)
+    res = calc.singlepoint()
+    e = np.asarray(res.get("orbital-energies")) * HARTREE_TO_EV
+    occ = np.asarray(res.get("orbital-occupations"))
+    occ = occ.sum(axis=0) if occ.ndim == 2 else occ
+    n_occ = int(np.flatnonzero(occ > 0.5).max()) + 1  # xTB counts valence electrons only; its occupations say
+    log = [{"name": "gfn2-xtb", "converged": True, "cycles": 0, "wall_s": round(time.time() - t0, 2)}]
+    return {"ok": True, "attempt": 0, "log": log, "energy_eV": float(res.get("energy")) * HARTREE_TO_EV,
+            "homo_eV": float(e[n_occ - 1]), "lumo_eV": float(e[n_occ]) if len(e) > n_occ else float("nan"),
+            "dipole_D": np.asarray(res.get("dipole"), dtype=float) * DEBYE_PER_AU, "dm": None, "spin": spin,
+            "n_cycles": 0, "occupations": occ.round(4).tolist()[:n_occ + 1]}
+
+
+def free_atom_energies(elements, settings: DFTSettings, method: str = "dft") -> dict[int, float]:
+    """Free-atom energies [eV] at the level of ``settings`` (UKS in each atom's ground-state multiplicity), or
+    GFN2-xTB's with ``method`` "xtb"."""
     out = {}
     for a in sorted({int(e) for e in elements}):
         if a not in ATOM_SPIN:
             raise ValueError(f"no free-atom spin state for element Z={a}")
+        if method == "xtb":
+            out[a] = xtb_single_point([a], np.zeros((1, 3)), 0, ATOM_SPIN[a])["energy_eV"]
+            continue
         s = replace(settings, charge=0, spin=ATOM_SPIN[a])
         res = run_scf(np.array([a]), np.zeros((1, 3)), s, attempts=same_basis_attempts(s))
         if not res["ok"]:

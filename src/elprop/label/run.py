@@ -85,9 +85,11 @@ def check_basis(elements, basis: str) -> None:
             raise InputError(f"element {sym}: elprop labels elements H to Ar (no free-atom state for Z={z})")
 
 
-def _config(settings: DFTSettings, opt: str, seed: int, polarizability: bool) -> dict:
+def _config(settings: DFTSettings, opt: str, seed: int, polarizability: bool, method: str = "dft") -> dict:
     from elprop import __version__
-    return {"level_of_theory": ("UKS " if settings.spin else "RKS ") + settings.level() + " (PySCF)",
+    level = "GFN2-xTB (tblite), a stand-in for DFT" if method == "xtb" else \
+        ("UKS " if settings.spin else "RKS ") + settings.level() + " (PySCF)"
+    return {"level_of_theory": level, "method": method,
             "settings": settings.to_dict(), "opt": opt, "seed": seed, "polarizability": polarizability,
             "scf_attempts": [a["name"] for a in settings.attempts() if "basis" not in a],
             "elprop": __version__}
@@ -98,8 +100,8 @@ def open_run(out: Path, config: dict) -> None:
     path = out / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
-        keys = ("settings", "opt", "seed", "polarizability")
-        diff = [k for k in keys if old.get(k) != config.get(k)]
+        keys = ("settings", "opt", "seed", "polarizability", "method")
+        diff = [k for k in keys if old.get(k, "dft" if k == "method" else None) != config.get(k)]
         if diff:
             raise InputError(f"{out} holds labels made with other settings ({', '.join(diff)} differ); "
                              "use a new --out, or the same options to resume")
@@ -108,12 +110,13 @@ def open_run(out: Path, config: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
 
 
-def atom_energies(out: Path, elements, settings: DFTSettings, log=print) -> dict[int, float]:
+def atom_energies(out: Path, elements, settings: DFTSettings, log=print, method: str = "dft") -> dict[int, float]:
     """Free-atom energies [eV] at the run's level, kept in ``out/atoms.json`` and in elprop's cache (computed
     once per level of theory on a machine)."""
     from elprop.core.cache import cache_dir
     from elprop.label.compute import free_atom_energies
     level = json.dumps({k: v for k, v in settings.to_dict().items() if k not in ("charge", "spin")}, sort_keys=True)
+    level = "gfn2-xtb" if method == "xtb" else level
     cached = cache_dir() / f"atoms-{hashlib.sha1(level.encode()).hexdigest()[:16]}.json"
     have = {}
     for path in (cached, out / "atoms.json"):
@@ -122,7 +125,7 @@ def atom_energies(out: Path, elements, settings: DFTSettings, log=print) -> dict
     need = sorted(set(int(e) for e in elements) - set(have))
     if need:
         log(f"free atoms at the same level: {', '.join(SYMBOLS[z] for z in need)}")
-        have.update(free_atom_energies(need, settings))
+        have.update(free_atom_energies(need, settings, method))
     text = json.dumps({str(k): v for k, v in sorted(have.items())}, indent=1)
     for path in (cached, out / "atoms.json"):
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
@@ -131,13 +134,14 @@ def atom_energies(out: Path, elements, settings: DFTSettings, log=print) -> dict
 
 def label_items(items: list[dict], out, settings: DFTSettings, *, opt: str = "xtb", polarizability: bool = False,
                 seed: int = 42, workers: int = 2, scheduler: str | None = None, threads_per_worker: int = 1,
-                retry_failed: bool = False, progress: bool = True, log=print) -> dict:
-    """Label ``items`` (from ``molecule_items``) into ``out``; returns a summary. Rerunning skips finished ones."""
+                retry_failed: bool = False, progress: bool = True, log=print, method: str = "dft") -> dict:
+    """Label ``items`` (from ``molecule_items``) into ``out``; returns a summary. Rerunning skips finished ones.
+    ``method`` "xtb": GFN2-xTB labels instead of DFT (a cheap stand-in)."""
     out = Path(out)
-    open_run(out, _config(settings, opt, seed, polarizability))
+    open_run(out, _config(settings, opt, seed, polarizability, method))
     with _locked(out):
         return _label(items, out, settings, opt, polarizability, seed, workers, scheduler, threads_per_worker,
-                      retry_failed, progress, log)
+                      retry_failed, progress, log, method)
 
 
 def _locked(out: Path):
@@ -178,12 +182,12 @@ def _alive(pid: int) -> bool:
 
 
 def _label(items, out, settings, opt, polarizability, seed, workers, scheduler, threads_per_worker, retry_failed,
-           progress, log) -> dict:
+           progress, log, method="dft") -> dict:
     from elprop.label.compute import label_one
     res_dir = out / "results"
     res_dir.mkdir(exist_ok=True)
     elements = {z for it in items for z in (it["z"] or _smiles_elements(it["smiles"]))}
-    atoms = atom_energies(out, elements, settings, log)
+    atoms = atom_energies(out, elements, settings, log, method)
 
     def finished(it):
         p = res_dir / f"{it['key']}.json"
@@ -192,7 +196,7 @@ def _label(items, out, settings, opt, polarizability, seed, workers, scheduler, 
         return retry_failed is False or json.loads(p.read_text()).get("ok", False)
     todo = [it for it in items if not finished(it)]
     log(f"label: {len(items)} molecules, {len(items) - len(todo)} already done, {len(todo)} to compute "
-        f"({_config(settings, opt, seed, polarizability)['level_of_theory']}, geometry: {opt})")
+        f"({_config(settings, opt, seed, polarizability, method)['level_of_theory']}, geometry: {opt})")
     summary = {"molecules": len(items), "computed": 0, "failed": 0, "wall_s": 0.0}
     bar = None
     if progress and todo:
@@ -215,7 +219,7 @@ def _label(items, out, settings, opt, polarizability, seed, workers, scheduler, 
 
     t0 = time.time()
     last, cache = [t0], {}  # time of the last table update; results already read (each file is read once)
-    args = (settings.to_dict(), opt, polarizability, seed, threads_per_worker)
+    args = (settings.to_dict(), opt, polarizability, seed, threads_per_worker, method)
     try:
         if workers == 0 and scheduler is None:
             for it in todo:

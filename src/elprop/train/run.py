@@ -49,9 +49,10 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     for t in targets:
         if t not in ds.target_names:
             raise InputError(f"target {t!r} is not in the data; it has: {', '.join(ds.target_names) or 'none'}")
-        col = ds.target(t)
-        if not np.isfinite(col).any():
+        if init_model is None and not np.isfinite(ds.target(t)).any():  # fine-tuning masks a target it lacks
             raise InputError(f"target {t!r}: no finite values in the data")
+    if not any(np.isfinite(ds.target(t)).any() for t in targets):
+        raise InputError(f"none of the targets ({', '.join(targets)}) has a finite value in the data")
     split_path = run_dir / "split.json"
     # split files hold indices of the full data (records of a store), whatever cut of it ds is
     if split_path.exists():  # a resumed run keeps its split

@@ -1,0 +1,130 @@
+"""``elprop design --objective ... --out DIR``: propose molecules with a wanted property, verify them with DFT and
+learn from every verification."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from elprop.core.dataset import InputError
+
+EPILOG = """examples:
+  elprop design --objective "gap=3.0:3.5" --novel-only --out design/lowgap
+        molecules with a B3LYP gap of 3.0-3.5 eV that QM9 lacks: 4 rounds of 12 DFT checks, fine-tuning after each
+  elprop design --objective "max:mu" --constraint "gap>6" --out design/polar
+        the largest dipole moment among molecules with a gap above 6 eV
+  elprop design --objective "gap=3.0:3.5" --generator random --no-finetune --out design/random
+        the random baseline: molecules from the generator, no surrogate, same DFT budget
+  elprop design --objective "gap=6:7" --oracle xtb --rounds 2 --batch 4 --out /tmp/try
+        a quick try with GFN2-xTB standing in for DFT (seconds per molecule; not QM9-level labels)
+
+Objectives: T=LO:HI (a window; a unit may follow: gap=3.0:3.5eV), max:T or min:T (max:T:V counts values
+>= V as hits); constraints T>V or T<V. Rerun the same command after a kill: finished rounds, verified
+molecules and fine-tuned models are kept, and no DFT calculation is repeated. DIR/report.html shows the
+result; DIR/proposals.csv lists every proposal. See docs/design.md.
+"""
+
+
+def add_parser(sub):
+    p = sub.add_parser("design", help="inverse design: molecules with a wanted property, verified by DFT",
+                       description="Propose molecules with a wanted property with a genetic algorithm steered by a "
+                                   "surrogate's mean and σ, verify each round with DFT (elprop label), fine-tune "
+                                   "the surrogate on every verified label, and repeat.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("goal")
+    g.add_argument("--objective", action="append", required=True,
+                   help="T=LO:HI, max:T[:V] or min:T[:V] (repeat for several objectives)")
+    g.add_argument("--constraint", action="append", default=[], help="T>V or T<V (repeatable)")
+    g.add_argument("--weights", help="weights of several objectives, comma-separated (default: equal)")
+    g.add_argument("--combine", default="weighted", choices=("weighted", "pareto"),
+                   help="several objectives: weighted sum of scores (default) or Pareto rank")
+    g.add_argument("--acquisition", default="ei", choices=("ei", "ucb", "greedy"),
+                   help="score of max/min objectives: expected improvement (default), upper confidence bound, or "
+                        "the mean; a window always scores the probability of landing in it")
+    g.add_argument("--kappa", type=float, default=1.0, help="UCB's κ in mean + κσ (default: 1)")
+    s = p.add_argument_group("search space")
+    s.add_argument("--elements", default="C,N,O,F", help="heavy elements (default: C,N,O,F; H is implied)")
+    s.add_argument("--max-heavy", type=int, default=9, help="at most this many heavy atoms (default: 9)")
+    s.add_argument("--no-filters", action="store_true", help="also propose unstable or reactive groups")
+    s.add_argument("--sa-max", type=float, help="drop molecules with a synthetic-accessibility score above this")
+    s.add_argument("--novel-only", action="store_true", help="propose only molecules not in --novelty-reference")
+    s.add_argument("--novelty-reference", default="qm9",
+                   help="'qm9' (default; by InChIKey), a SMILES/CSV file, or 'none'")
+    r = p.add_argument_group("loop")
+    r.add_argument("--model", default="shipped", help="the surrogate: 'shipped' (default) or a saved model folder")
+    r.add_argument("--out", required=True, help="output folder (created; rerun to resume)")
+    r.add_argument("--rounds", type=int, default=4, help="rounds of proposal and verification (default: 4)")
+    r.add_argument("--batch", type=int, default=12, help="molecules verified per round (default: 12)")
+    r.add_argument("--generator", default="ga", choices=("ga", "random", "library"),
+                   help="ga: genetic algorithm steered by the surrogate (default); random: random molecules "
+                        "from the generator's moves, no surrogate; library: rank --library by the surrogate")
+    r.add_argument("--library", help="with --generator library: a SMILES or CSV file")
+    r.add_argument("--no-finetune", action="store_true", help="keep the surrogate fixed (no learning)")
+    r.add_argument("--oracle", default="dft", choices=("dft", "xtb"),
+                   help="verification: dft (default; B3LYP/6-31G(2df,p) at a GFN2-xTB geometry, the QM9 level) or "
+                        "xtb (GFN2-xTB, a stand-in for tests and quick tries)")
+    r.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    a = p.add_argument_group("generator and learning details")
+    a.add_argument("--population", type=int, default=100, help="GA population (default: 100)")
+    a.add_argument("--offspring", type=int, default=200, help="GA children per generation (default: 200)")
+    a.add_argument("--generations", type=int, default=6, help="GA generations per round (default: 6)")
+    a.add_argument("--seed-pool", type=int, default=2000,
+                   help="QM9 molecules sampled to start the GA from (the best --population of them; default: 2000)")
+    a.add_argument("--max-similarity", type=float, default=0.7,
+                   help="no two molecules of a batch above this Tanimoto similarity (default: 0.7)")
+    a.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round (default: 10)")
+    a.add_argument("--finetune-lr", type=float, default=3e-4, help="fine-tuning learning rate (default: 3e-4)")
+    a.add_argument("--replay", type=int, default=2000,
+                   help="QM9 training molecules replayed in each fine-tuning (default: 2000)")
+    a.add_argument("--workers", type=int, default=2,
+                   help="Dask workers of the oracle (default: 2; 0 runs it in this process)")
+    a.add_argument("--scheduler", help="address of an existing Dask scheduler for the oracle (tcp://host:8786)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from elprop.design.loop import DesignConfig, DesignRun
+    from elprop.design.objective import make_goal
+    from elprop.design.space import SearchSpace
+    from elprop.pretrained import model_path
+    from elprop.train.saved import load_model
+
+    model_dir = model_path() if args.model == "shipped" else Path(args.model)
+    model = load_model(model_dir)
+    if not hasattr(model, "specs") or not hasattr(model, "predict") or not hasattr(model, "nets"):
+        raise InputError(f"--model {model_dir}: design needs a property model (graph, 3D or volumetric family)")
+    units = {t.name: t.unit for t in model.specs}
+    goal = make_goal(args.objective, args.constraint, units, weights=args.weights, combine=args.combine,
+                     acquisition=args.acquisition, kappa=args.kappa)
+    for name in ("population", "offspring", "generations", "seed_pool", "finetune_epochs"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.max_similarity <= 1:
+        raise InputError("--max-similarity must lie in (0, 1]")
+    if args.replay < 0 or args.workers < 0:
+        raise InputError("--replay and --workers must be 0 or more")
+    space = SearchSpace(elements=tuple(e.strip() for e in args.elements.split(",") if e.strip()),
+                        max_heavy=args.max_heavy, filters=not args.no_filters, sa_max=args.sa_max)
+    if args.generator == "library":
+        if not args.library:
+            raise InputError("--generator library needs --library FILE")
+        if not Path(args.library).is_file():
+            raise InputError(f"--library {args.library}: no such file")
+    if args.novelty_reference not in ("qm9", "none") and not Path(args.novelty_reference).is_file():
+        raise InputError(f"--novelty-reference {args.novelty_reference}: no such file")
+    cfg = DesignConfig(model=str(model_dir), rounds=args.rounds, batch=args.batch, generator=args.generator,
+                       library=args.library, finetune=not args.no_finetune, oracle=args.oracle, seed=args.seed,
+                       population=args.population, seed_pool=args.seed_pool, generations=args.generations,
+                       offspring=args.offspring, max_similarity=args.max_similarity, novel_only=args.novel_only,
+                       novelty_reference=args.novelty_reference, finetune_epochs=args.finetune_epochs,
+                       finetune_lr=args.finetune_lr, replay=args.replay, workers=args.workers,
+                       scheduler=args.scheduler)
+    for line in goal.describe():
+        print(f"goal: {line}")
+    summary = DesignRun(args.out, cfg, goal, space, progress=not args.no_progress).run()
+    print(json.dumps({k: v for k, v in summary.items() if k != "rounds"}))
+    for r in summary.get("rounds", []):
+        print(f"round {r['round']}: {r['hits']} hit(s) of {r['calls']} oracle call(s) ({r['hit_rate']:.0%})")
+    print(f"report: {Path(args.out) / 'report.html'}; every proposal: {Path(args.out) / 'proposals.csv'}")
+    return 0

@@ -1,0 +1,458 @@
+"""The closed design loop: propose with the surrogate, verify with DFT, learn from every verification, repeat.
+
+One round:
+  1. **pool**: molecules scored by the acquisition under the current surrogate (mean and σ) — from the genetic
+     algorithm (``ga``), from random walks of the generator (``random``, scored by nothing), or a given library
+     (``library``);
+  2. **batch**: the best-scoring molecules not yet verified, kept apart by a fingerprint-similarity cap;
+  3. **verify**: the batch is labelled by the oracle (``elprop label``: DFT at the QM9 level, or GFN2-xTB as a
+     named stand-in), Dask-parallel and resumable;
+  4. **learn**: the base surrogate is fine-tuned on every verified label so far (``elprop train --init-model``
+     with replay), and that model scores the next round.
+
+Everything lives in ``--out``: ``config.json``; ``rounds/NN/pool.csv`` and ``batch.csv``; ``labels/`` (the
+oracle's folder, shared by all rounds: a molecule is never computed twice); ``models/NN/`` (the surrogate after
+round NN); ``proposals.csv`` (every proposal with its prediction ± σ, its label, its hit flag and its round);
+``report.html`` and ``enriched.csv``. Each step writes its file atomically when done, so a rerun after a kill
+continues at the first missing one.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from elprop.core.cache import atomic_write
+from elprop.core.dataset import InputError
+from elprop.design.objective import Goal
+from elprop.design.space import SearchSpace, inchikey
+
+GENERATORS = ("ga", "random", "library")
+
+
+@dataclass
+class DesignConfig:
+    model: str  # the base surrogate (a saved model folder)
+    rounds: int = 4
+    batch: int = 12
+    generator: str = "ga"
+    library: str | None = None
+    finetune: bool = True
+    oracle: str = "dft"  # or "xtb", the stand-in
+    seed: int = 0
+    population: int = 100
+    seed_pool: int = 2000
+    generations: int = 6
+    offspring: int = 200
+    max_similarity: float = 0.7
+    novel_only: bool = False
+    novelty_reference: str = "qm9"
+    finetune_epochs: int = 10
+    finetune_lr: float = 3e-4
+    replay: int = 2000
+    workers: int = 2
+    scheduler: str | None = None
+    label_opt: str = "xtb"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+# settings that may change between a run and its resume without changing what was computed
+RESUMABLE = ("rounds", "workers", "scheduler")
+
+
+class DesignRun:
+    def __init__(self, out, cfg: DesignConfig, goal: Goal, space: SearchSpace, log=print, progress: bool = True):
+        self.out, self.cfg, self.goal, self.space, self.log, self.progress = Path(out), cfg, goal, space, log, progress
+        if cfg.generator not in GENERATORS:
+            raise InputError(f"--generator {cfg.generator!r}: one of {', '.join(GENERATORS)}")
+        if cfg.generator == "library" and not cfg.library:
+            raise InputError("--generator library needs --library FILE")
+        if cfg.rounds < 1 or cfg.batch < 1:
+            raise InputError("--rounds and --batch must be at least 1")
+        self._models = {}
+        self._novel_ref = None
+
+    # --- files -------------------------------------------------------------------------------------------------
+    def round_dir(self, k: int) -> Path:
+        return self.out / "rounds" / f"{k:02d}"
+
+    def model_dir(self, k: int) -> Path:
+        """The surrogate that proposes round k: the base model, or the one fine-tuned after round k-1."""
+        if k == 1 or not self.cfg.finetune:
+            return Path(self.cfg.model)
+        return self.out / "models" / f"{k - 1:02d}" / "model"
+
+    def open(self) -> None:
+        """Create the folder, or check that it holds a run of the same settings (a resume)."""
+        config = {"design": self.cfg.to_dict(), "goal": self.goal.to_dict(), "space": self.space.to_dict()}
+        path = self.out / "config.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            diff = [k for k in ("goal", "space") if old.get(k) != json.loads(json.dumps(config[k]))]
+            diff += [f"--{k.replace('_', '-')}" for k, v in config["design"].items()
+                     if k not in RESUMABLE and old["design"].get(k) != v]
+            if diff:
+                raise InputError(f"{self.out} holds a design run with other settings ({', '.join(diff)} differ); "
+                                 "use a new --out, or the same options to resume")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
+
+    # --- the surrogate -----------------------------------------------------------------------------------------
+    def surrogate(self, k: int):
+        from elprop.train.saved import load_model
+        d = self.model_dir(k)
+        if d not in self._models:
+            self._models = {d: load_model(d)}  # one model in memory at a time
+        return self._models[d]
+
+    def predict(self, model, smiles: list[str]) -> pd.DataFrame:
+        """Mean, σ and epistemic σ of the goal's targets, the domain warning and similarity, per molecule."""
+        pred = model.predict(list(smiles))
+        df = pd.DataFrame({"smiles": list(smiles)})
+        for t in self.goal.targets:
+            k = model.config["targets"].index(t)
+            df[f"{t}_pred"] = pred.mean[:, k]
+            df[f"{t}_std"] = pred.std[:, k]
+            df[f"{t}_epistemic"] = pred.epistemic[:, k] if pred.epistemic is not None else 0.0
+        df["warning"] = list(pred.flags)
+        df["nn_similarity"] = pred.nn_similarity if pred.nn_similarity is not None else np.nan
+        return df
+
+    def acquisition(self, df: pd.DataFrame, best: dict) -> np.ndarray:
+        mean = {t: df[f"{t}_pred"].to_numpy() for t in self.goal.targets}
+        std = {t: df[f"{t}_std"].to_numpy() for t in self.goal.targets}
+        s = self.goal.scores(mean, std, best)
+        return np.where(np.isfinite(s), s, -np.inf)
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.open()
+        t0 = time.time()
+        for k in range(1, self.cfg.rounds + 1):
+            self.round(k)
+        summary = self.finish()
+        summary["wall_s"] = round(time.time() - t0, 1)
+        return summary
+
+    def round(self, k: int) -> None:
+        d = self.round_dir(k)
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "batch.csv").exists():
+            pool = self.pool(k)
+            batch = self.select(pool, k)
+            _write_csv(d / "batch.csv", batch)
+            self.log(f"round {k}: batch of {len(batch)} chosen from {len(pool)} molecules")
+        batch = pd.read_csv(d / "batch.csv")
+        self.verify(batch, k)
+        if self.cfg.finetune and k < self.cfg.rounds:
+            self.learn(k)
+        self.assemble()
+
+    def pool(self, k: int) -> pd.DataFrame:
+        d = self.round_dir(k)
+        if (d / "pool.csv").exists():
+            return pd.read_csv(d / "pool.csv", keep_default_na=False, na_values=[""])
+        rng = np.random.default_rng([self.cfg.seed, k])
+        model = self.surrogate(k)
+        best = self.best_verified()
+        from elprop.design.generate import Operators, random_molecules, run_ga
+        ops = Operators(self.space, rng)
+        if self.cfg.generator == "library":
+            smiles = self.library()
+            df = self.predict(model, smiles)
+            df["score"] = self.acquisition(df, best)
+        elif self.cfg.generator == "random":
+            smiles = random_molecules(self.seeds(rng), ops, max(self.cfg.offspring, 5 * self.cfg.batch))
+            smiles = [s for s in smiles if self.allowed(s)]
+            df = self.predict(model, smiles)
+            df["score"] = rng.random(len(df))  # no surrogate in the choice: a random batch
+        else:
+            seeds = self.seeds(rng)
+            seed_df = self.predict(model, seeds)
+            seed_df["score"] = self.acquisition(seed_df, best)
+            start = seed_df.sort_values("score", ascending=False)["smiles"].tolist()[:self.cfg.population]
+            start += [s for s in self.verified()["smiles"] if s not in start]  # verified molecules breed too
+            bar = None
+            if self.progress:
+                from tqdm import tqdm
+                bar = tqdm(total=self.cfg.generations, desc=f"round {k}: genetic algorithm", unit="gen")
+            frames = []
+
+            def fitness(smiles):
+                ok = [s for s in smiles if self.allowed(s)]
+                f = self.predict(model, ok) if ok else pd.DataFrame({"smiles": []})
+                f["score"] = self.acquisition(f, best) if len(f) else []
+                frames.append(f)
+                sc = dict(zip(f["smiles"], f["score"]))
+                return np.array([sc.get(s, -np.inf) for s in smiles])
+            run_ga(start, fitness, ops, generations=self.cfg.generations, offspring=self.cfg.offspring,
+                   keep=self.cfg.population, progress=(lambda g, n, m: bar.update(1)) if bar else None)
+            if bar is not None:
+                bar.close()
+            df = pd.concat(frames, ignore_index=True).drop_duplicates("smiles")
+        df = df[[self.allowed(s) for s in df["smiles"]]].reset_index(drop=True)
+        df["round"] = k
+        _write_csv(d / "pool.csv", df)
+        return df
+
+    def allowed(self, smiles: str) -> bool:
+        """Inside the space, not verified before, and (with --novel-only) not in the novelty reference."""
+        if not hasattr(self, "_verified_set"):
+            self._verified_set = set(self.verified()["smiles"])
+        if smiles in self._verified_set:
+            return False
+        return not self.cfg.novel_only or self.novel(smiles)
+
+    def novel(self, smiles: str) -> bool:
+        ref = self.novelty_reference()
+        return ref is None or inchikey(smiles) not in ref
+
+    def novelty_reference(self) -> set | None:
+        if self._novel_ref is None:
+            r = self.cfg.novelty_reference
+            if r == "none":
+                return None
+            if r == "qm9":
+                from elprop.data.qm9 import qm9_inchikeys
+                self._novel_ref = qm9_inchikeys()
+            else:
+                self._novel_ref = {inchikey(s) for s in _read_smiles(r)}
+        return self._novel_ref
+
+    def seeds(self, rng) -> list[str]:
+        """The molecules the generator starts from: a seeded sample of QM9 inside the space."""
+        from elprop.data.load import DataSpec, load_data
+        ds = load_data(DataSpec("qm9"))
+        idx = rng.choice(len(ds), min(self.cfg.seed_pool, len(ds)), replace=False)
+        out = []
+        for i in idx:
+            c = self.space.canonical(str(ds.smiles[i]))
+            if c is not None:
+                out.append(c)
+        if not out:
+            raise InputError("no QM9 molecule lies inside the search space; widen --elements or --max-heavy")
+        return out
+
+    def library(self) -> list[str]:
+        smiles = []
+        for s in _read_smiles(self.cfg.library):
+            c = self.space.canonical(s)
+            if c is not None:
+                smiles.append(c)
+        smiles = list(dict.fromkeys(smiles))
+        if not smiles:
+            raise InputError(f"{self.cfg.library}: no molecule of the library lies inside the search space")
+        return smiles
+
+    def select(self, pool: pd.DataFrame, k: int) -> pd.DataFrame:
+        """The batch: by score, skipping molecules too similar (Tanimoto) to one already chosen."""
+        from rdkit import Chem, DataStructs
+        from rdkit.Chem import rdFingerprintGenerator
+        gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+        order = pool.sort_values("score", ascending=False, kind="stable")
+        chosen, fps = [], []
+        for i, row in order.iterrows():
+            if len(chosen) >= self.cfg.batch:
+                break
+            if not self.allowed(row["smiles"]):
+                continue
+            fp = gen.GetFingerprint(Chem.MolFromSmiles(row["smiles"]))
+            if fps and max(DataStructs.BulkTanimotoSimilarity(fp, fps)) > self.cfg.max_similarity:
+                continue
+            chosen.append(i)
+            fps.append(fp)
+        batch = pool.loc[chosen].copy()
+        batch["name"] = [f"r{k:02d}_{j:03d}" for j in range(len(batch))]
+        return batch.reset_index(drop=True)
+
+    def verify(self, batch: pd.DataFrame, k: int) -> None:
+        from elprop.core.dataset import Dataset, Molecule
+        from elprop.density.dft import DFTSettings
+        from elprop.label.run import label_items, molecule_items
+        if not len(batch):
+            return
+        settings = DFTSettings()
+        ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=s, name=n)
+                                     for s, n in zip(batch["smiles"], batch["name"])], [])
+        items = molecule_items(ds, settings)
+        what = "GFN2-xTB, a stand-in oracle" if self.cfg.oracle == "xtb" else "DFT"
+        self.log(f"round {k}: verifying {len(items)} molecules ({what})")
+        label_items(items, self.out / "labels", settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
+                    workers=self.cfg.workers, scheduler=self.cfg.scheduler, progress=self.progress,
+                    log=self.log, method=self.cfg.oracle)
+        if hasattr(self, "_verified_set"):
+            del self._verified_set
+
+    def labels(self) -> pd.DataFrame:
+        """Every oracle result so far: name, smiles, ok, and the label of each goal target."""
+        rows = []
+        res = self.out / "labels" / "results"
+        for p in sorted(res.glob("*.json")) if res.is_dir() else []:
+            r = json.loads(p.read_text())
+            row = {"name": r["name"], "smiles": r["smiles"], "ok": bool(r.get("ok")),
+                   "error": r.get("error", ""), "label_s": r.get("wall_s")}
+            for t in self.goal.targets:
+                row[f"{t}_label"] = float(r[t]) if r.get("ok") and r.get(t) is not None else np.nan
+            rows.append(row)
+        cols = ["name", "smiles", "ok", "error", "label_s"] + [f"{t}_label" for t in self.goal.targets]
+        return pd.DataFrame(rows, columns=cols)
+
+    def verified(self) -> pd.DataFrame:
+        return self.labels()
+
+    def best_verified(self) -> dict:
+        """The best verified value of each max/min objective among molecules meeting every constraint (the
+        incumbent of expected improvement)."""
+        lab = self.labels()
+        lab = lab[lab["ok"]]
+        out = {}
+        for o in self.goal.objectives:
+            if o.kind not in ("max", "min") or not len(lab):
+                continue
+            ok = np.ones(len(lab), bool)
+            for c in self.goal.constraints:
+                ok &= c.holds(lab[f"{c.target}_label"].to_numpy())
+            y = lab[f"{o.target}_label"].to_numpy()
+            y = y[ok & np.isfinite(y)]
+            if len(y):
+                out[o.target] = float(y.max() if o.kind == "max" else y.min())
+        return out
+
+    def learn(self, k: int) -> None:
+        """Fine-tune the base surrogate on every verified label so far (models/k)."""
+        run = self.out / "models" / f"{k:02d}"
+        if (run / "model" / "config.json").exists():
+            return
+        lab = pd.read_csv(self.out / "labels" / "labels.csv")
+        data = self.out / "models" / f"train_{k:02d}.csv"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        keep = [c for c in lab.columns if c in ("name", "smiles") or "[" in c and not c.startswith("E ")]
+        _write_csv(data, lab[keep])
+        self.log(f"round {k}: fine-tuning the surrogate on {len(lab)} verified molecules")
+        cmd = [sys.executable, "-m", "elprop.cli.main", "train", "--init-model", str(self.cfg.model), "--data",
+               str(data), "--n-train", "0.8", "--n-val", "0.2", "--replay", str(self.cfg.replay), "--epochs",
+               str(self.cfg.finetune_epochs), "--lr", str(self.cfg.finetune_lr), "--seed", str(self.cfg.seed),
+               "--out", str(run), "--allow-missing"] + ([] if self.progress else ["--no-progress"])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        (run.parent / f"train_{k:02d}.log").write_text(r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise RuntimeError(f"fine-tuning after round {k} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+
+    # --- results -----------------------------------------------------------------------------------------------
+    def proposals(self) -> pd.DataFrame:
+        """Every proposal of every round so far, with its prediction at proposal time, label and hit flag."""
+        frames = []
+        for d in sorted((self.out / "rounds").glob("[0-9][0-9]")):
+            if (d / "batch.csv").exists():
+                frames.append(pd.read_csv(d / "batch.csv", keep_default_na=False, na_values=[""]))
+        if not frames:
+            return pd.DataFrame()
+        prop = pd.concat(frames, ignore_index=True)
+        lab = self.labels().drop(columns=["smiles"])
+        prop = prop.merge(lab, on="name", how="left")
+        prop["verified"] = prop["ok"].fillna(False).astype(bool)
+        y = {t: prop[f"{t}_label"].to_numpy(dtype=float) for t in self.goal.targets}
+        prop["hit"] = self.goal.hits(y) & prop["verified"].to_numpy()
+        prop["value"] = self.goal.value(y)
+        ref = self.novelty_reference()
+        prop["novel"] = [None if ref is None else inchikey(s) not in ref for s in prop["smiles"]]
+        return prop
+
+    def assemble(self) -> pd.DataFrame:
+        prop = self.proposals()
+        if len(prop):
+            _write_csv(self.out / "proposals.csv", prop)
+        return prop
+
+    def finish(self) -> dict:
+        from elprop.design.report import enriched_substructures, write_report
+        prop = self.assemble()
+        enr = enriched_substructures(prop) if len(prop) else pd.DataFrame()
+        if len(enr):
+            _write_csv(self.out / "enriched.csv", enr)
+        after = self.after_predictions(prop)
+        write_report(self.out / "report.html", prop, self.goal, self.cfg, self.space, enr, after)
+        return summarize(prop)
+
+    def after_predictions(self, prop: pd.DataFrame) -> pd.DataFrame | None:
+        """The final surrogate's predictions for every verified proposal (the 'after fine-tuning' parity)."""
+        if not self.cfg.finetune or not len(prop) or self.cfg.rounds < 2:
+            return None
+        final = self.out / "models" / f"{self.cfg.rounds - 1:02d}" / "model"
+        if not final.exists():
+            return None
+        from elprop.train.saved import load_model
+        return self.predict(load_model(final), prop["smiles"].tolist())
+
+
+def summarize(prop: pd.DataFrame) -> dict:
+    """Hit rates per round and overall, hits per oracle call, the best value, novelty and diversity of hits."""
+    if not len(prop):
+        return {"rounds": [], "calls": 0, "hits": 0}
+    rounds = []
+    for k, g in prop.groupby("round"):
+        rounds.append({"round": int(k), "calls": int(len(g)), "verified": int(g["verified"].sum()),
+                       "hits": int(g["hit"].sum()), "hit_rate": float(g["hit"].mean())})
+    hits = prop[prop["hit"]]
+    return {"rounds": rounds, "calls": int(len(prop)), "verified": int(prop["verified"].sum()),
+            "hits": int(len(hits)), "hit_rate": float(prop["hit"].mean()), "hits_per_call": float(len(hits) /
+                                                                                                  len(prop)),
+            "best_value": float(np.max(prop["value"])) if np.isfinite(prop["value"]).any() else None,
+            "novel_hits": None if prop["novel"].isna().all() else int(hits["novel"].fillna(False).sum()),
+            "hit_diversity": diversity(hits["smiles"].tolist()),
+            "top10_auc": top_k_auc(prop["value"].to_numpy(), 10)}
+
+
+def diversity(smiles: list[str]) -> float | None:
+    """Mean pairwise Tanimoto distance (Morgan radius 2, 2,048 bits); None below two molecules."""
+    if len(smiles) < 2:
+        return None
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    fps = [gen.GetFingerprint(Chem.MolFromSmiles(s)) for s in smiles]
+    d = [1 - x for i, f in enumerate(fps) for x in DataStructs.BulkTanimotoSimilarity(f, fps[i + 1:])]
+    return float(np.mean(d))
+
+
+def top_k_auc(values: np.ndarray, k: int = 10) -> float | None:
+    """PMO-style area under the curve of the mean of the top-k values against oracle calls (Gao et al., NeurIPS
+    2022), normalised by the number of calls; infeasible calls count as the worst feasible value seen."""
+    v = np.asarray(values, dtype=float)
+    if not np.isfinite(v).any():
+        return None
+    floor = np.nanmin(v[np.isfinite(v)])
+    v = np.where(np.isfinite(v), v, floor)
+    curve = [np.mean(np.sort(v[:i + 1])[::-1][:k]) for i in range(len(v))]
+    return float(np.mean(curve))
+
+
+def _read_smiles(path) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    if p.suffix.lower() == ".csv":
+        df = pd.read_csv(p)
+        col = next((c for c in df.columns if c.lower() == "smiles"), None)
+        if col is None:
+            raise InputError(f"{p}: no 'smiles' column")
+        out = df[col].dropna().astype(str).tolist()
+    else:
+        out = [ln.split()[0] for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if not out:
+        raise InputError(f"{p}: no molecules")
+    return out
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))

@@ -1,0 +1,163 @@
+"""elprop design: objectives, the search space, the generator, and the closed loop end to end with a stand-in
+oracle (GFN2-xTB, seconds per molecule) and a small surrogate; resume after a kill without repeating a label."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from rdkit import Chem
+
+from elprop.core.dataset import InputError
+from elprop.design.generate import Operators, random_molecules, run_ga
+from elprop.design.objective import make_goal, pareto_ranks
+from elprop.design.space import SearchSpace
+
+UNITS = {"homo": "eV", "lumo": "eV", "gap": "eV", "mu": "D"}
+
+
+def test_objectives_parse_and_score():
+    g = make_goal(["gap=3.0:3.5eV"], ["mu>2"], UNITS)
+    assert g.objectives[0].lo == 3.0 and g.objectives[0].hi == 3.5 and g.targets == ["gap", "mu"]
+    mean = {"gap": np.array([3.25, 3.25, 6.0]), "mu": np.array([5.0, 0.0, 5.0])}
+    std = {"gap": np.array([0.1, 0.1, 0.1]), "mu": np.array([0.1, 0.1, 0.1])}
+    s = g.scores(mean, std)
+    assert s[0] == pytest.approx(0.9876, abs=1e-3)  # P(3 < N(3.25, 0.1²) < 3.5) × P(mu > 2) ≈ 0.9876 × 1
+    assert s[1] < 1e-6 and s[2] < 1e-6  # the constraint fails / the window is 27σ away
+    hits = g.hits({"gap": np.array([3.2, 3.6, 3.2, np.nan]), "mu": np.array([3.0, 3.0, 1.0, 3.0])})
+    assert hits.tolist() == [True, False, False, False]
+    mx = make_goal(["max:mu:4"], [], UNITS, acquisition="ei")
+    ei = mx.scores({"mu": np.array([1.0, 3.0, 3.0])}, {"mu": np.array([0.5, 0.5, 2.0])}, best={"mu": 3.0})
+    assert ei[2] > ei[1] > ei[0]  # more σ at the same mean: more expected improvement
+    assert mx.hits({"mu": np.array([4.5, 3.9])}).tolist() == [True, False]
+    assert pareto_ranks(np.array([[1, 1], [2, 0], [0, 0], [2, 2]])).tolist() == [1, 1, 2, 0]
+
+
+@pytest.mark.parametrize("obj,con,msg", [
+    ("gap=3.5:3.0", [], "low end 3.5 is above its high end"),
+    ("gap=3.0:3.5 Ha", [], "predicts gap in eV, not Ha"),
+    ("logP=1:2", [], "has no target 'logP'"),
+    ("gap~3", [], "write a window"),
+    ("max:mu", ["gap>six"], "is not a number"),
+])
+def test_objective_errors(obj, con, msg):
+    with pytest.raises(InputError, match=msg):
+        make_goal([obj], con, UNITS)
+
+
+def test_space_filters_and_rings():
+    sp = SearchSpace()
+    assert sp.reason(Chem.MolFromSmiles("C=CC=CC=O")) is None
+    assert sp.reason(Chem.MolFromSmiles("CCOOC")) == "peroxide"
+    assert sp.reason(Chem.MolFromSmiles("C[N+](C)(C)C")) == "charged atom"
+    assert sp.reason(Chem.MolFromSmiles("C1CCCCCCC1")) == "8-membered ring"
+    assert sp.reason(Chem.MolFromSmiles("CCCCCCCCCC")) == "10 heavy atoms"
+    assert sp.reason(Chem.MolFromSmiles("CCS")) == "element S"
+    assert "SA score" in SearchSpace(sa_max=1.0).reason(Chem.MolFromSmiles("CC1CC(O)C(N)C1F"))
+    with pytest.raises(InputError):
+        SearchSpace(elements=("H",))
+
+
+def test_operators_stay_in_space_and_are_seeded():
+    sp = SearchSpace(max_heavy=7)
+    seeds = ["CCO", "c1ccccc1", "CC(=O)N", "C#CC=O", "OC1CC1"]
+
+    def draw(seed):
+        ops = Operators(sp, np.random.default_rng(seed))
+        return [ops.mutate(s) for s in seeds * 6] + [ops.crossover("CCOC(C)=O", "Cc1ccccc1") for _ in range(6)]
+    a = draw(3)
+    assert a == draw(3) and a != draw(4)  # a seed fixes every move
+    for s in a:
+        if s is not None:
+            assert sp.reason(Chem.MolFromSmiles(s)) is None, s
+    assert sum(s is not None for s in a) >= 0.8 * len(a)
+    ops = Operators(sp, np.random.default_rng(0))
+    rnd = random_molecules(seeds, ops, 15)
+    assert len(set(rnd)) == 15 and not set(rnd) & set(seeds)
+    # the GA climbs a simple fitness: heavy-atom count
+    scored = run_ga(seeds, lambda L: np.array([Chem.MolFromSmiles(x).GetNumHeavyAtoms() for x in L], float), ops,
+                    generations=3, offspring=30, keep=10)
+    assert max(scored.values()) == 7
+
+
+def _design(model_dir, out, *extra):
+    return [sys.executable, "-m", "elprop.cli.main", "design", "--model", str(model_dir), "--objective",
+            "gap=1.5:3.0", "--oracle", "xtb", "--rounds", "2", "--batch", "3", "--population", "12", "--offspring",
+            "16", "--generations", "2", "--seed-pool", "80", "--finetune-epochs", "2", "--replay", "0",
+            "--novelty-reference", "none", "--workers", "0", "--no-progress", "--out", str(out), *extra]
+
+
+def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
+    """A tiny loop with GFN2-xTB standing in for DFT: every file, the learning step, and a kill mid-run."""
+    model_dir = tiny_model[0] / "model"
+    out = tmp_path / "d"
+    env = dict(os.environ)
+    proc = subprocess.Popen(_design(model_dir, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    res_dir = out / "labels" / "results"
+    t0 = time.time()
+    while time.time() - t0 < 300 and proc.poll() is None:  # kill once round 1 is verified, before learning ends
+        if res_dir.is_dir() and len(list(res_dir.glob("*.json"))) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in res_dir.glob("*.json")}
+    assert len(before) == 3
+    r = subprocess.run(_design(model_dir, out), capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = {p.name: p.stat().st_mtime_ns for p in res_dir.glob("*.json")}
+    assert all(after[k] == v for k, v in before.items())  # no label of round 1 was computed again
+    assert len(after) == 6
+    for f in ("config.json", "rounds/01/pool.csv", "rounds/01/batch.csv", "rounds/02/batch.csv",
+              "labels/labels.csv", "models/01/model/config.json", "proposals.csv", "report.html"):
+        assert (out / f).is_file(), f
+    prop = pd.read_csv(out / "proposals.csv")
+    assert len(prop) == 6 and prop["round"].tolist() == [1, 1, 1, 2, 2, 2]
+    assert prop["smiles"].is_unique  # nothing verified twice
+    lab = prop["gap_label"].to_numpy()
+    assert np.array_equal(prop["hit"].to_numpy(), (lab >= 1.5) & (lab <= 3.0))
+    for c in ("gap_pred", "gap_std", "gap_epistemic", "score", "warning", "novel", "verified"):
+        assert c in prop.columns
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["design"]["oracle"] == "xtb" and "peroxide" in cfg["space"]["unstable_groups"]
+    page = (out / "report.html").read_text()
+    assert "GFN2-xTB (a stand-in, not DFT)" in page and "<svg" in page and "Rounds" in page
+    # round 2 was proposed by the model fine-tuned on round 1's labels
+    from elprop.train.saved import load_model
+    r2_smiles = prop.loc[prop["round"] == 2, "smiles"].tolist()
+    tuned_model = load_model(out / "models/01/model")
+    tuned, k = tuned_model.predict(r2_smiles), tuned_model.config["targets"].index("gap")
+    assert np.allclose(tuned.mean[:, k], prop.loc[prop["round"] == 2, "gap_pred"], atol=1e-4)
+    base = load_model(model_dir).predict(r2_smiles)
+    assert not np.allclose(base.mean[:, k], tuned.mean[:, k], atol=1e-4)  # the fine-tuning changed the model
+    # a rerun of a finished run computes nothing; other settings are refused
+    r2 = subprocess.run(_design(model_dir, out), capture_output=True, text=True, env=env)
+    assert r2.returncode == 0 and {p.name: p.stat().st_mtime_ns for p in res_dir.glob("*.json")} == after
+    r3 = subprocess.run(_design(model_dir, out, "--max-heavy", "7"), capture_output=True, text=True, env=env)
+    assert r3.returncode == 2 and "other settings" in r3.stderr
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--objective", "gap=3.5:3.0"], "above its high end"),
+    (["--objective", "gap=3:3.5 kcal/mol"], "predicts gap in eV"),
+    (["--objective", "max:logS"], "has no target 'logS'"),
+    (["--objective", "gap=3:3.5", "--generator", "library", "--library", "missing.smi"], "no such file"),
+])
+def test_design_bad_input_exit_2(tiny_model, tmp_path, cli, args, msg):
+    r = cli("design", "--model", tiny_model[0] / "model", "--out", tmp_path / "x", *args)
+    assert r.returncode == 2, r.stderr
+    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_design_empty_library_exit_2(tiny_model, tmp_path, cli):
+    lib = tmp_path / "lib.smi"
+    lib.write_text("CCCCCCCCCCCC\nC[Si](C)C\n")  # nothing inside the default space
+    r = cli("design", "--model", tiny_model[0] / "model", "--out", tmp_path / "x", "--objective", "gap=3:3.5",
+            "--generator", "library", "--library", lib, "--oracle", "xtb", "--novelty-reference", "none",
+            "--workers", "0", "--no-progress")
+    assert r.returncode == 2 and "no molecule of the library lies inside the search space" in r.stderr
