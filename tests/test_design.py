@@ -161,3 +161,43 @@ def test_design_empty_library_exit_2(tiny_model, tmp_path, cli):
             "--generator", "library", "--library", lib, "--oracle", "xtb", "--novelty-reference", "none",
             "--workers", "0", "--no-progress")
     assert r.returncode == 2 and "no molecule of the library lies inside the search space" in r.stderr
+
+
+def test_screen_chunks_resume_and_dask(tiny_model, tmp_path, cli, qm9_small):
+    """elprop screen: every molecule scored once into chunk files, the same through Dask, a lost chunk redone."""
+    lib = tmp_path / "lib.smi"
+    lib.write_text("".join(f"{s}\n" for s in qm9_small.smiles[:230]) + "not_a_smiles\n")
+    args = ["--model", tiny_model[0] / "model", "--objective", "gap=6:7", "--constraint", "homo<-6", "--chunk",
+            "100", "--top", "20", "--no-progress"]
+    r = cli("screen", lib, "--out", tmp_path / "s0", "--workers", "0", *args)
+    assert r.returncode == 0, r.stderr
+    parts = sorted((tmp_path / "s0" / "parts").glob("*.parquet"))
+    assert [p.name for p in parts] == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
+    df = pd.concat([pd.read_parquet(p) for p in parts])
+    assert df["row"].tolist() == list(range(231))
+    assert df["error"].iloc[-1] == "invalid SMILES" and df["score"].iloc[-1] == -np.inf
+    top = pd.read_csv(tmp_path / "s0" / "top.csv")
+    assert len(top) == 20 and top["score"].is_monotonic_decreasing
+    assert top["score"].iloc[0] == pytest.approx(df["score"].max())
+    # a lost chunk is recomputed, the others kept
+    keep = parts[0].stat().st_mtime_ns
+    parts[1].unlink()
+    r = cli("screen", lib, "--out", tmp_path / "s0", "--workers", "0", *args)
+    assert r.returncode == 0 and parts[1].exists() and parts[0].stat().st_mtime_ns == keep
+    assert json.loads((tmp_path / "s0" / "summary.json").read_text())["chunks_now"] == 1
+    # two Dask workers give the same scores
+    r = cli("screen", lib, "--out", tmp_path / "s2", "--workers", "2", *args)
+    assert r.returncode == 0, r.stderr
+    df2 = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "s2" / "parts").glob("*.parquet"))])
+    assert np.allclose(df2["score"], df["score"], atol=1e-5)
+    # other settings in the same folder are refused
+    r = cli("screen", lib, "--out", tmp_path / "s0", "--workers", "0", *args[:-5], "--chunk", "50", "--no-progress")
+    assert r.returncode == 2 and "other settings" in r.stderr
+
+
+@pytest.mark.parametrize("content,msg", [("", "the library is empty"), ("xx\nyy(\n", "is a valid SMILES")])
+def test_screen_bad_library_exit_2(tiny_model, tmp_path, cli, content, msg):
+    lib = tmp_path / "lib.smi"
+    lib.write_text(content)
+    r = cli("screen", lib, "--model", tiny_model[0] / "model", "--objective", "gap=6:7", "--out", tmp_path / "s")
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -31,17 +31,7 @@ def add_parser(sub):
                                    "surrogate's mean and σ, verify each round with DFT (elprop label), fine-tune "
                                    "the surrogate on every verified label, and repeat.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group("goal")
-    g.add_argument("--objective", action="append", required=True,
-                   help="T=LO:HI, max:T[:V] or min:T[:V] (repeat for several objectives)")
-    g.add_argument("--constraint", action="append", default=[], help="T>V or T<V (repeatable)")
-    g.add_argument("--weights", help="weights of several objectives, comma-separated (default: equal)")
-    g.add_argument("--combine", default="weighted", choices=("weighted", "pareto"),
-                   help="several objectives: weighted sum of scores (default) or Pareto rank")
-    g.add_argument("--acquisition", default="ei", choices=("ei", "ucb", "greedy"),
-                   help="score of max/min objectives: expected improvement (default), upper confidence bound, or "
-                        "the mean; a window always scores the probability of landing in it")
-    g.add_argument("--kappa", type=float, default=1.0, help="UCB's κ in mean + κσ (default: 1)")
+    _goal_args(p)
     s = p.add_argument_group("search space")
     s.add_argument("--elements", default="C,N,O,F", help="heavy elements (default: C,N,O,F; H is implied)")
     s.add_argument("--max-heavy", type=int, default=9, help="at most this many heavy atoms (default: 9)")
@@ -51,7 +41,6 @@ def add_parser(sub):
     s.add_argument("--novelty-reference", default="qm9",
                    help="'qm9' (default; by InChIKey), a SMILES/CSV file, or 'none'")
     r = p.add_argument_group("loop")
-    r.add_argument("--model", default="shipped", help="the surrogate: 'shipped' (default) or a saved model folder")
     r.add_argument("--out", required=True, help="output folder (created; rerun to resume)")
     r.add_argument("--rounds", type=int, default=4, help="rounds of proposal and verification (default: 4)")
     r.add_argument("--batch", type=int, default=12, help="molecules verified per round (default: 12)")
@@ -83,20 +72,80 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from elprop.design.loop import DesignConfig, DesignRun
+def _goal_args(p) -> None:
+    g = p.add_argument_group("goal")
+    g.add_argument("--objective", action="append", required=True,
+                   help="T=LO:HI, max:T[:V] or min:T[:V] (repeat for several objectives)")
+    g.add_argument("--constraint", action="append", default=[], help="T>V or T<V (repeatable)")
+    g.add_argument("--weights", help="weights of several objectives, comma-separated (default: equal)")
+    g.add_argument("--combine", default="weighted", choices=("weighted", "pareto"),
+                   help="several objectives: weighted sum of scores (default) or Pareto rank")
+    g.add_argument("--acquisition", default="ei", choices=("ei", "ucb", "greedy"),
+                   help="score of max/min objectives: expected improvement (default), upper confidence bound, or "
+                        "the mean; a window always scores the probability of landing in it")
+    g.add_argument("--kappa", type=float, default=1.0, help="UCB's κ in mean + κσ (default: 1)")
+    g.add_argument("--model", default="shipped", help="the surrogate: 'shipped' (default) or a saved model folder")
+
+
+def _model_and_goal(args):
+    """(model folder, Goal) from the goal options, checked against the model's targets and units."""
     from elprop.design.objective import make_goal
-    from elprop.design.space import SearchSpace
     from elprop.pretrained import model_path
     from elprop.train.saved import load_model
-
     model_dir = model_path() if args.model == "shipped" else Path(args.model)
     model = load_model(model_dir)
-    if not hasattr(model, "specs") or not hasattr(model, "predict") or not hasattr(model, "nets"):
-        raise InputError(f"--model {model_dir}: design needs a property model (graph, 3D or volumetric family)")
+    if not hasattr(model, "specs") or not hasattr(model, "nets"):
+        raise InputError(f"--model {model_dir}: needs a property model (graph, 3D or volumetric family)")
     units = {t.name: t.unit for t in model.specs}
-    goal = make_goal(args.objective, args.constraint, units, weights=args.weights, combine=args.combine,
-                     acquisition=args.acquisition, kappa=args.kappa)
+    return model_dir, make_goal(args.objective, args.constraint, units, weights=args.weights,
+                                combine=args.combine, acquisition=args.acquisition, kappa=args.kappa)
+
+
+SCREEN_EPILOG = """examples:
+  elprop screen library.smi --objective "gap=3.0:3.5" --out screens/lowgap --workers 2
+  elprop screen big.csv --objective "max:mu" --constraint "gap>6" --chunk 20000 --out screens/polar
+
+Writes DIR/parts/part-NNNNNN.parquet (every molecule: prediction ± σ per goal target, warning, score), DIR/top.csv
+(the best --top) and DIR/summary.json (molecules/s). Rerun the same command after a kill: finished chunks are
+kept. Memory stays flat however large the library: it is read a chunk at a time.
+"""
+
+
+def add_screen_parser(sub):
+    p = sub.add_parser("screen", help="rank a library of molecules by an objective (chunked, parallel, resumable)",
+                       description="Predict and score every molecule of a SMILES or CSV library by the same "
+                                   "objectives as elprop design, in chunks on Dask workers.",
+                       epilog=SCREEN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("library", help="a SMILES file (.smi/.txt: first token per line) or a CSV with a smiles column")
+    _goal_args(p)
+    p.add_argument("--out", required=True, help="output folder (created; rerun to resume)")
+    p.add_argument("--chunk", type=int, default=5000, help="molecules per chunk (default: 5000)")
+    p.add_argument("--top", type=int, default=100, help="rows of top.csv (default: 100)")
+    p.add_argument("--format", default="parquet", choices=("parquet", "csv"), help="part files (default: parquet)")
+    p.add_argument("--workers", type=int, default=2, help="Dask workers (default: 2; 0 runs in this process)")
+    p.add_argument("--threads-per-worker", type=int, default=1, help="torch threads per worker (default: 1)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:8786)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_screen)
+
+
+def run_screen(args) -> int:
+    from elprop.design.screen import screen
+    if args.workers < 0:
+        raise InputError("--workers must be 0 or more")
+    model_dir, goal = _model_and_goal(args)
+    s = screen(args.library, goal, model_dir, args.out, chunk=args.chunk, workers=args.workers,
+               scheduler=args.scheduler, fmt=args.format, top=args.top, threads=args.threads_per_worker,
+               progress=not args.no_progress)
+    print(json.dumps(s))
+    return 0
+
+
+def run(args) -> int:
+    from elprop.design.loop import DesignConfig, DesignRun
+    from elprop.design.space import SearchSpace
+
+    model_dir, goal = _model_and_goal(args)
     for name in ("population", "offspring", "generations", "seed_pool", "finetune_epochs"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")

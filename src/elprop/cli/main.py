@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     density_cmd.add_parser(sub)
     label_cmd.add_parser(sub)
     design_cmd.add_parser(sub)
+    design_cmd.add_screen_parser(sub)
     predict_density_cmd.add_parser(sub)
     subgraph_cmd.add_parser(sub)
     materials_cmd.add_parser(sub)
