@@ -65,6 +65,8 @@ def add_parser(sub):
     a.add_argument("--finetune-lr", type=float, default=3e-4, help="fine-tuning learning rate (default: 3e-4)")
     a.add_argument("--replay", type=int, default=2000,
                    help="QM9 training molecules replayed in each fine-tuning (default: 2000)")
+    a.add_argument("--labels-dir", help="the oracle's folder (default: OUT/labels); runs that share one never "
+                                        "compute the same molecule twice")
     a.add_argument("--workers", type=int, default=2,
                    help="Dask workers of the oracle (default: 2; 0 runs it in this process)")
     a.add_argument("--scheduler", help="address of an existing Dask scheduler for the oracle (tcp://host:8786)")
@@ -168,7 +170,7 @@ def run(args) -> int:
                        offspring=args.offspring, max_similarity=args.max_similarity, novel_only=args.novel_only,
                        novelty_reference=args.novelty_reference, finetune_epochs=args.finetune_epochs,
                        finetune_lr=args.finetune_lr, replay=args.replay, workers=args.workers,
-                       scheduler=args.scheduler)
+                       scheduler=args.scheduler, labels_dir=args.labels_dir)
     for line in goal.describe():
         print(f"goal: {line}")
     summary = DesignRun(args.out, cfg, goal, space, progress=not args.no_progress).run()

@@ -59,7 +59,7 @@ class DesignConfig:
     workers: int = 2
     scheduler: str | None = None
     label_opt: str = "xtb"
-    extra: dict = field(default_factory=dict)
+    labels_dir: str | None = None  # the oracle's folder (default: OUT/labels); runs may share one
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -67,7 +67,7 @@ class DesignConfig:
 
 
 # settings that may change between a run and its resume without changing what was computed
-RESUMABLE = ("rounds", "workers", "scheduler")
+RESUMABLE = ("rounds", "workers", "scheduler", "labels_dir")
 
 
 class DesignRun:
@@ -81,6 +81,7 @@ class DesignRun:
             raise InputError("--rounds and --batch must be at least 1")
         self._models = {}
         self._novel_ref = None
+        self.labels_dir = Path(cfg.labels_dir) if cfg.labels_dir else self.out / "labels"
 
     # --- files -------------------------------------------------------------------------------------------------
     def round_dir(self, k: int) -> Path:
@@ -287,25 +288,37 @@ class DesignRun:
         items = molecule_items(ds, settings)
         what = "GFN2-xTB, a stand-in oracle" if self.cfg.oracle == "xtb" else "DFT"
         self.log(f"round {k}: verifying {len(items)} molecules ({what})")
-        label_items(items, self.out / "labels", settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
+        label_items(items, self.labels_dir, settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
                     workers=self.cfg.workers, scheduler=self.cfg.scheduler, progress=self.progress,
                     log=self.log, method=self.cfg.oracle)
         if hasattr(self, "_verified_set"):
             del self._verified_set
 
     def labels(self) -> pd.DataFrame:
-        """Every oracle result so far: name, smiles, ok, and the label of each goal target."""
+        """The oracle's results for this run's proposals so far: name, smiles, ok, and each goal target's label
+        (read by the molecule's key, so a labels folder shared with other runs is fine)."""
+        from elprop.label.run import item_key
         rows = []
-        res = self.out / "labels" / "results"
-        for p in sorted(res.glob("*.json")) if res.is_dir() else []:
-            r = json.loads(p.read_text())
-            row = {"name": r["name"], "smiles": r["smiles"], "ok": bool(r.get("ok")),
-                   "error": r.get("error", ""), "label_s": r.get("wall_s")}
-            for t in self.goal.targets:
-                row[f"{t}_label"] = float(r[t]) if r.get("ok") and r.get(t) is not None else np.nan
-            rows.append(row)
-        cols = ["name", "smiles", "ok", "error", "label_s"] + [f"{t}_label" for t in self.goal.targets]
+        for b in self.batches():
+            for name, smi in zip(b["name"], b["smiles"]):
+                p = self.labels_dir / "results" / f"{item_key(smi)}.json"
+                if not p.exists():
+                    continue
+                r = json.loads(p.read_text())
+                row = {"name": name, "smiles": smi, "ok": bool(r.get("ok")), "error": r.get("error", ""),
+                       "label_s": r.get("wall_s"), "_result": r}
+                for t in self.goal.targets:
+                    row[f"{t}_label"] = float(r[t]) if r.get("ok") and r.get(t) is not None else np.nan
+                rows.append(row)
+        cols = ["name", "smiles", "ok", "error", "label_s", "_result"] + [f"{t}_label" for t in self.goal.targets]
         return pd.DataFrame(rows, columns=cols)
+
+    def batches(self) -> list[pd.DataFrame]:
+        out = []
+        for d in sorted((self.out / "rounds").glob("[0-9][0-9]")):
+            if (d / "batch.csv").exists():
+                out.append(pd.read_csv(d / "batch.csv", keep_default_na=False, na_values=[""]))
+        return out
 
     def verified(self) -> pd.DataFrame:
         return self.labels()
@@ -333,11 +346,19 @@ class DesignRun:
         run = self.out / "models" / f"{k:02d}"
         if (run / "model" / "config.json").exists():
             return
-        lab = pd.read_csv(self.out / "labels" / "labels.csv")
+        from elprop.core.units import TARGETS
+        lab = self.labels()
+        lab = lab[lab["ok"]]
+        rows = []
+        for name, smi, r in zip(lab["name"], lab["smiles"], lab["_result"]):
+            row = {"name": name, "smiles": smi}
+            for c in ("homo", "lumo", "gap", "mu", "alpha"):
+                if r.get(c) is not None:
+                    row[f"{c} [{TARGETS[c].unit}]"] = r[c]
+            rows.append(row)
         data = self.out / "models" / f"train_{k:02d}.csv"
         data.parent.mkdir(parents=True, exist_ok=True)
-        keep = [c for c in lab.columns if c in ("name", "smiles") or "[" in c and not c.startswith("E ")]
-        _write_csv(data, lab[keep])
+        _write_csv(data, pd.DataFrame(rows))
         self.log(f"round {k}: fine-tuning the surrogate on {len(lab)} verified molecules")
         cmd = [sys.executable, "-m", "elprop.cli.main", "train", "--init-model", str(self.cfg.model), "--data",
                str(data), "--n-train", "0.8", "--n-val", "0.2", "--replay", str(self.cfg.replay), "--epochs",
@@ -351,14 +372,11 @@ class DesignRun:
     # --- results -----------------------------------------------------------------------------------------------
     def proposals(self) -> pd.DataFrame:
         """Every proposal of every round so far, with its prediction at proposal time, label and hit flag."""
-        frames = []
-        for d in sorted((self.out / "rounds").glob("[0-9][0-9]")):
-            if (d / "batch.csv").exists():
-                frames.append(pd.read_csv(d / "batch.csv", keep_default_na=False, na_values=[""]))
+        frames = self.batches()
         if not frames:
             return pd.DataFrame()
         prop = pd.concat(frames, ignore_index=True)
-        lab = self.labels().drop(columns=["smiles"])
+        lab = self.labels().drop(columns=["smiles", "_result"])
         prop = prop.merge(lab, on="name", how="left")
         prop["verified"] = prop["ok"].fillna(False).astype(bool)
         y = {t: prop[f"{t}_label"].to_numpy(dtype=float) for t in self.goal.targets}

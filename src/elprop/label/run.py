@@ -58,12 +58,17 @@ def molecule_items(ds, settings: DFTSettings) -> list[dict]:
         except ValueError as e:
             raise InputError(f"molecule {name}: {e}") from None
         elements.update(int(x) for x in z)
-        key_src = json.dumps([item["smiles"], item["z"], None if item["pos"] is None
-                              else np.round(np.asarray(item["pos"]), 5).tolist()])
-        item["key"] = hashlib.sha1(key_src.encode()).hexdigest()[:16]
+        item["key"] = item_key(item["smiles"], item["z"], item["pos"])
         items.append(item)
     check_basis(elements, settings.basis)
     return items
+
+
+def item_key(smiles: str, z=None, pos=None) -> str:
+    """The name of a molecule's result file: a hash of its SMILES and, when given, its input geometry (the same
+    molecule from the same start is never computed twice in a folder)."""
+    src = json.dumps([smiles, z, None if pos is None else np.round(np.asarray(pos), 5).tolist()])
+    return hashlib.sha1(src.encode()).hexdigest()[:16]
 
 
 def check_basis(elements, basis: str) -> None:
