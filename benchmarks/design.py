@@ -15,6 +15,9 @@ failures included):
           seeded), no learning (`--generator library --no-finetune`)
   ga      the genetic algorithm steered by the surrogate, no learning (`--no-finetune`)
   loop    the genetic algorithm, with the surrogate fine-tuned on every verified label after each round
+  ga+gp   the GA with a fixed network corrected by a GP on fingerprints over its residuals (BoTorch), refitted
+          each round: does a GP help where fine-tuning is not used?
+  loop+gp the full loop with the GP on top
 
 All methods share one labels folder, so a molecule two methods propose is computed once (each still pays
 for it in its own budget). Each method is an `elprop design` run and resumes after a kill; rerun this
@@ -38,7 +41,9 @@ TASKS = {1: {"objective": ["gap=3.0:3.5"], "constraint": [], "novel_only": True,
 METHODS = {"random": ["--generator", "random", "--no-finetune"],
            "screen": ["--generator", "library", "--no-finetune"],
            "ga": ["--generator", "ga", "--no-finetune"],
-           "loop": ["--generator", "ga"]}
+           "loop": ["--generator", "ga"],
+           "ga+gp": ["--generator", "ga", "--no-finetune", "--gp"],
+           "loop+gp": ["--generator", "ga", "--gp"]}
 
 
 def library(path: Path, n: int, seed: int) -> Path:

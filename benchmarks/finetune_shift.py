@@ -8,7 +8,8 @@ For each seed: the shift set (embedded `shift` labels, or --shift) is split in t
 training, 20 % for validation, beside N replayed QM9 training molecules and N/10 validation ones). Then the base
 and the fine-tuned model are scored on half B (never seen) and on all QM9 test molecules of the shipped split.
 The options (epochs, learning rate, replay size) are fixed in advance, not tuned on half B or the QM9 test set.
-Writes finetune_shift.json and .md into --out; asserts nothing.
+Writes finetune_shift.json and .md into --out; asserts nothing. A seed whose fine-tuned model exists is scored,
+not retrained.
 """
 from __future__ import annotations
 
@@ -86,9 +87,10 @@ def main() -> int:
         (d / "halves.json").write_text(json.dumps({"A": A.tolist(), "B": B.tolist()}))
         run = d / "run"
         t1 = time.time()
-        subprocess.run([elprop, "train", "--init-model", a.model, "--data", str(d / "half_A.csv"), "--n-train", "0.8",
-                        "--n-val", "0.2", "--replay", str(a.replay), "--epochs", str(a.epochs), "--lr", str(a.lr),
-                        "--seed", str(seed), "--out", str(run), "--no-progress"], check=True)
+        if not (run / "model" / "config.json").is_file():  # a finished fine-tuning is kept (rerun to resume)
+            subprocess.run([elprop, "train", "--init-model", a.model, "--data", str(d / "half_A.csv"), "--n-train",
+                            "0.8", "--n-val", "0.2", "--replay", str(a.replay), "--epochs", str(a.epochs), "--lr",
+                            str(a.lr), "--seed", str(seed), "--out", str(run), "--no-progress"], check=True)
         tune_s = time.time() - t1
         tuned = load_model(run / "model")
         yB = {t: shift.iloc[B][f"{t} [eV]"].to_numpy(float) for t in TARGETS}

@@ -201,3 +201,18 @@ def test_screen_bad_library_exit_2(tiny_model, tmp_path, cli, content, msg):
     lib.write_text(content)
     r = cli("screen", lib, "--model", tiny_model[0] / "model", "--objective", "gap=6:7", "--out", tmp_path / "s")
     assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_residual_gp_learns_a_chemistry_offset():
+    """The GP on fingerprints moves predictions of molecules like the verified ones and leaves others alone."""
+    from elprop.design.gp import ResidualGP
+    polyenes = ["C=CC=CC=O", "C=CC=CC=CC=O", "CC=CC=CC=O", "C=CC=C", "C=CC=CC=C", "CC=CC=CC"]
+    alcohols = ["CCO", "CCCO", "CCCCO", "CC(C)O", "CC(C)CO", "OCCCCO"]
+    gp = ResidualGP().fit(polyenes + alcohols, np.array([-1.5] * 6 + [0.0] * 6))
+    shift, shrink = gp.predict(["C=CC=CC=CC=CC=O", "CCCCCCO", "CCCC=CC=CC=O"])
+    assert shift[0] < -0.8 and shift[2] < -0.8 and abs(shift[1]) < 0.3
+    assert np.all((shrink >= 0) & (shrink <= 1))
+    on_train = gp.predict(polyenes)[1]
+    assert on_train.max() < shrink.min()  # σ shrinks most where it was verified
+    none = ResidualGP().fit(["CCO"], np.array([1.0]))  # too few points: no correction
+    assert none.predict(["CCO"])[0].tolist() == [0.0] and none.predict(["CCO"])[1].tolist() == [1.0]

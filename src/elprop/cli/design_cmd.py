@@ -48,7 +48,10 @@ def add_parser(sub):
                    help="ga: genetic algorithm steered by the surrogate (default); random: random molecules "
                         "from the generator's moves, no surrogate; library: rank --library by the surrogate")
     r.add_argument("--library", help="with --generator library: a SMILES or CSV file")
-    r.add_argument("--no-finetune", action="store_true", help="keep the surrogate fixed (no learning)")
+    r.add_argument("--no-finetune", action="store_true", help="keep the surrogate fixed (no fine-tuning)")
+    r.add_argument("--gp", action="store_true",
+                   help="also correct the surrogate by a Gaussian process (BoTorch, Tanimoto kernel on Morgan "
+                        "counts) over its residuals on the verified molecules, refitted every round")
     r.add_argument("--oracle", default="dft", choices=("dft", "xtb"),
                    help="verification: dft (default; B3LYP/6-31G(2df,p) at a GFN2-xTB geometry, the QM9 level) or "
                         "xtb (GFN2-xTB, a stand-in for tests and quick tries)")
@@ -170,7 +173,7 @@ def run(args) -> int:
                        offspring=args.offspring, max_similarity=args.max_similarity, novel_only=args.novel_only,
                        novelty_reference=args.novelty_reference, finetune_epochs=args.finetune_epochs,
                        finetune_lr=args.finetune_lr, replay=args.replay, workers=args.workers,
-                       scheduler=args.scheduler, labels_dir=args.labels_dir)
+                       scheduler=args.scheduler, labels_dir=args.labels_dir, gp=args.gp)
     for line in goal.describe():
         print(f"goal: {line}")
     summary = DesignRun(args.out, cfg, goal, space, progress=not args.no_progress).run()

@@ -60,6 +60,7 @@ class DesignConfig:
     scheduler: str | None = None
     label_opt: str = "xtb"
     labels_dir: str | None = None  # the oracle's folder (default: OUT/labels); runs may share one
+    gp: bool = False  # correct the surrogate by a GP on fingerprints over its residuals on verified molecules
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -80,6 +81,7 @@ class DesignRun:
         if cfg.rounds < 1 or cfg.batch < 1:
             raise InputError("--rounds and --batch must be at least 1")
         self._models = {}
+        self._gps = {}
         self._novel_ref = None
         self.labels_dir = Path(cfg.labels_dir) if cfg.labels_dir else self.out / "labels"
 
@@ -127,7 +129,30 @@ class DesignRun:
             df[f"{t}_epistemic"] = pred.epistemic[:, k] if pred.epistemic is not None else 0.0
         df["warning"] = list(pred.flags)
         df["nn_similarity"] = pred.nn_similarity if pred.nn_similarity is not None else np.nan
+        if self.cfg.gp and len(df):
+            for t, gp in self.residual_gps(model).items():
+                shift, shrink = gp.predict(list(smiles))
+                df[f"{t}_pred"] += shift
+                df[f"{t}_std"] *= np.sqrt(shrink)
+                df[f"{t}_gp_shift"] = shift
         return df
+
+    def residual_gps(self, model) -> dict:
+        """Per goal target, the GP over ``model``'s residuals on the verified molecules (refitted when either
+        changes)."""
+        from elprop.design.gp import ResidualGP
+        lab = self.labels()
+        lab = lab[lab["ok"]]
+        key = (id(model), len(lab))
+        if key not in self._gps:
+            gps = {}
+            if len(lab):
+                pred = model.predict(lab["smiles"].tolist())
+                for t in self.goal.targets:
+                    k = model.config["targets"].index(t)
+                    gps[t] = ResidualGP().fit(lab["smiles"].tolist(), lab[f"{t}_label"].to_numpy() - pred.mean[:, k])
+            self._gps = {key: gps}
+        return self._gps[key]
 
     def acquisition(self, df: pd.DataFrame, best: dict) -> np.ndarray:
         mean = {t: df[f"{t}_pred"].to_numpy() for t in self.goal.targets}
