@@ -1,7 +1,7 @@
 """Choose the fine-tuning options (replay size, learning rate) on validation data only.
 
-    python benchmarks/finetune_select.py --model runs/qm9-snapshot/model \
-        --half runs/qm9-shift-finetune/seed0/half_A.csv --configs 2000:3e-4,2000:1e-4,6000:3e-4,6000:1e-4 \
+    python benchmarks/finetune_select.py --model runs/qm9-snapshot/model [--half HALF_A.csv] \
+        --configs 2000:3e-4,2000:1e-4,6000:3e-4,6000:1e-4 \
         [--epochs 10] [--qm9-val 3000] [--max-qm9-loss 1.03] [--out runs/ft-select]
 
 For each ``REPLAY:LR``, `elprop train --init-model MODEL --data HALF --replay REPLAY --lr LR` fine-tunes every
@@ -38,7 +38,8 @@ def mae(model, smiles, y: dict) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--half", required=True, help="the labels to fine-tune on (a CSV of `elprop label`)")
+    ap.add_argument("--half", help="the labels to fine-tune on (a CSV of `elprop label`; default: half A of the "
+                                   "embedded shift set for --seed, as benchmarks/finetune_shift.py draws it)")
     ap.add_argument("--configs", default="2000:3e-4,2000:1e-4,6000:3e-4,6000:1e-4", help="REPLAY:LR,...")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -58,6 +59,14 @@ def main() -> int:
     val = base_split(base_dir, read_config(base_dir), len(qm9))["val"]
     qv = np.sort(np.random.default_rng(a.seed).choice(val, min(a.qm9_val, len(val)), replace=False))
     q_smiles, q_y = qm9.smiles[qv], {t: qm9.target(t)[qv] for t in TARGETS}
+    if a.half is None:  # half A of the shift set, drawn as finetune_shift.py draws it
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from elprop.data.embedded import embedded_path
+        from finetune_shift import halves
+        shift = pd.read_csv(embedded_path("shift"))
+        shift = shift[np.isfinite(shift["gap [eV]"])].reset_index(drop=True)
+        a.half = str(out / f"half_A_seed{a.seed}.csv")
+        shift.iloc[halves(shift, a.seed)[0]].to_csv(a.half, index=False)
     half = pd.read_csv(a.half)
     base = load_model(base_dir)
     res = {"model": a.model, "half": a.half, "epochs": a.epochs, "seed": a.seed, "n_qm9_val": len(qv),

@@ -216,3 +216,20 @@ def test_residual_gp_learns_a_chemistry_offset():
     assert on_train.max() < shrink.min()  # σ shrinks most where it was verified
     none = ResidualGP().fit(["CCO"], np.array([1.0]))  # too few points: no correction
     assert none.predict(["CCO"])[0].tolist() == [0.0] and none.predict(["CCO"])[1].tolist() == [1.0]
+
+
+@pytest.mark.slow
+def test_design_one_round_with_real_dft(tiny_model, tmp_path, cli):
+    """One round verified by DFT at the QM9 level (small molecules, so minutes, not hours)."""
+    out = tmp_path / "dft"
+    r = cli("design", "--model", tiny_model[0] / "model", "--objective", "gap=6:9", "--rounds", "1", "--batch",
+            "2", "--max-heavy", "4", "--population", "10", "--offspring", "10", "--generations", "1",
+            "--seed-pool", "300", "--novelty-reference", "none", "--workers", "2", "--no-progress", "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    prop = pd.read_csv(out / "proposals.csv")
+    assert len(prop) == 2 and prop["verified"].all()
+    cfg = json.loads((out / "labels" / "config.json").read_text())
+    assert cfg["method"] == "dft" and "B3LYP/6-31g(2df,p)" in cfg["level_of_theory"]
+    lab = pd.read_csv(out / "labels" / "labels.csv")
+    assert set(lab["smiles"]) == set(prop["smiles"]) and (lab["scf"] != "gfn2-xtb").all()
+    assert np.allclose(np.sort(lab["gap [eV]"]), np.sort(prop["gap_label"]))

@@ -22,7 +22,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -259,7 +259,9 @@ class DesignRun:
         """The molecules the generator starts from: a seeded sample of QM9 inside the space."""
         from elprop.data.load import DataSpec, load_data
         ds = load_data(DataSpec("qm9"))
-        idx = rng.choice(len(ds), min(self.cfg.seed_pool, len(ds)), replace=False)
+        heavy = np.add.reduceat((ds.z > 1).astype(int), ds.offsets[:-1])
+        fits = np.flatnonzero((heavy <= self.space.max_heavy) & (heavy >= self.space.min_heavy))
+        idx = rng.choice(fits, min(self.cfg.seed_pool, len(fits)), replace=False)
         out = []
         for i in idx:
             c = self.space.canonical(str(ds.smiles[i]))
