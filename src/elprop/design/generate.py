@@ -251,7 +251,8 @@ def run_ga(population: list[str], fitness, ops: Operators, *, generations: int =
 def random_molecules(seeds: list[str], ops: Operators, n: int, steps: int = 3) -> list[str]:
     """``n`` distinct molecules from random walks of ``steps`` mutations (or crossovers) away from ``seeds``:
     the generator without any surrogate (the random baseline)."""
-    out, rng = [], ops.rng
+    out, rng = {}, ops.rng  # a dict keeps the order of first appearance and looks up in constant time
+    seen = set(seeds)
     for _ in range(n * 20):
         if len(out) >= n:
             break
@@ -260,9 +261,9 @@ def random_molecules(seeds: list[str], ops: Operators, n: int, steps: int = 3) -
             if rng.random() < 0.3:
                 s = ops.crossover(s, seeds[int(rng.integers(len(seeds)))]) or s
             s = ops.mutate(s) or s
-        if s not in out and s not in seeds:
-            out.append(s)
-    return out
+        if s not in out and s not in seen:
+            out[s] = None
+    return list(out)
 
 
 def _finite(v: float) -> float:
