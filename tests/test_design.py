@@ -148,19 +148,21 @@ def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
     (["--objective", "max:logS"], "has no target 'logS'"),
     (["--objective", "gap=3:3.5", "--generator", "library", "--library", "missing.smi"], "no such file"),
 ])
-def test_design_bad_input_exit_2(tiny_model, tmp_path, cli, args, msg):
-    r = cli("design", "--model", tiny_model[0] / "model", "--out", tmp_path / "x", *args)
-    assert r.returncode == 2, r.stderr
-    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_design_bad_input_exit_2(tiny_model, tmp_path, capsys, args, msg):
+    from elprop.cli.main import main
+    assert main(["design", "--model", str(tiny_model[0] / "model"), "--out", str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
 
 
-def test_design_empty_library_exit_2(tiny_model, tmp_path, cli):
+def test_design_empty_library_exit_2(tiny_model, tmp_path, capsys):
+    from elprop.cli.main import main
     lib = tmp_path / "lib.smi"
     lib.write_text("CCCCCCCCCCCC\nC[Si](C)C\n")  # nothing inside the default space
-    r = cli("design", "--model", tiny_model[0] / "model", "--out", tmp_path / "x", "--objective", "gap=3:3.5",
-            "--generator", "library", "--library", lib, "--oracle", "xtb", "--novelty-reference", "none",
-            "--workers", "0", "--no-progress")
-    assert r.returncode == 2 and "no molecule of the library lies inside the search space" in r.stderr
+    assert main(["design", "--model", str(tiny_model[0] / "model"), "--out", str(tmp_path / "x"), "--objective",
+                 "gap=3:3.5", "--generator", "library", "--library", str(lib), "--oracle", "xtb",
+                 "--novelty-reference", "none", "--workers", "0", "--no-progress"]) == 2
+    assert "no molecule of the library lies inside the search space" in capsys.readouterr().err
 
 
 def test_screen_chunks_resume_and_dask(tiny_model, tmp_path, cli, qm9_small):
@@ -196,11 +198,14 @@ def test_screen_chunks_resume_and_dask(tiny_model, tmp_path, cli, qm9_small):
 
 
 @pytest.mark.parametrize("content,msg", [("", "the library is empty"), ("xx\nyy(\n", "is a valid SMILES")])
-def test_screen_bad_library_exit_2(tiny_model, tmp_path, cli, content, msg):
+def test_screen_bad_library_exit_2(tiny_model, tmp_path, capsys, content, msg):
+    from elprop.cli.main import main
     lib = tmp_path / "lib.smi"
     lib.write_text(content)
-    r = cli("screen", lib, "--model", tiny_model[0] / "model", "--objective", "gap=6:7", "--out", tmp_path / "s")
-    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert main(["screen", str(lib), "--model", str(tiny_model[0] / "model"), "--objective", "gap=6:7", "--out",
+                 str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
 
 
 def test_residual_gp_learns_a_chemistry_offset():
