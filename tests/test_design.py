@@ -114,7 +114,8 @@ def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
     assert all(after[k] == v for k, v in before.items())  # no label of round 1 was computed again
     assert len(after) == 6
     for f in ("config.json", "rounds/01/pool.csv", "rounds/01/batch.csv", "rounds/02/batch.csv",
-              "labels/labels.csv", "models/01/model/config.json", "proposals.csv", "report.html"):
+              "labels/labels.csv", "models/01/model/config.json", "models/02/model/config.json", "proposals.csv",
+              "report.html"):
         assert (out / f).is_file(), f
     prop = pd.read_csv(out / "proposals.csv")
     assert len(prop) == 6 and prop["round"].tolist() == [1, 1, 1, 2, 2, 2]

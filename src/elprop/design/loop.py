@@ -8,7 +8,7 @@ One round:
   3. **verify**: the batch is labelled by the oracle (``elprop label``: DFT at the QM9 level, or GFN2-xTB as a
      named stand-in), Dask-parallel and resumable;
   4. **learn**: the base surrogate is fine-tuned on every verified label so far (``elprop train --init-model``
-     with replay), and that model scores the next round.
+     with replay), and that model scores the next round; after the last round it is the run's final model.
 
 Everything lives in ``--out``: ``config.json``; ``rounds/NN/pool.csv`` and ``batch.csv``; ``labels/`` (the
 oracle's folder, shared by all rounds: a molecule is never computed twice); ``models/NN/`` (the surrogate after
@@ -180,7 +180,7 @@ class DesignRun:
             self.log(f"round {k}: batch of {len(batch)} chosen from {len(pool)} molecules")
         batch = pd.read_csv(d / "batch.csv")
         self.verify(batch, k)
-        if self.cfg.finetune and k < self.cfg.rounds:
+        if self.cfg.finetune:  # after the last round too: models/NN is the surrogate that knows every label
             self.learn(k)
         self.assemble()
 
@@ -430,10 +430,11 @@ class DesignRun:
         return summarize(prop)
 
     def after_predictions(self, prop: pd.DataFrame) -> pd.DataFrame | None:
-        """The final surrogate's predictions for every verified proposal (the 'after fine-tuning' parity)."""
-        if not self.cfg.finetune or not len(prop) or self.cfg.rounds < 2:
+        """The final surrogate's predictions (fine-tuned on every verified label) for every verified proposal: how
+        well it absorbed them (in sample; the per-round errors at proposal time are the out-of-sample view)."""
+        if not self.cfg.finetune or not len(prop):
             return None
-        final = self.out / "models" / f"{self.cfg.rounds - 1:02d}" / "model"
+        final = self.out / "models" / f"{self.cfg.rounds:02d}" / "model"
         if not final.exists():
             return None
         from elprop.train.saved import load_model

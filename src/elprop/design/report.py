@@ -30,7 +30,9 @@ heavy atoms{% if space.unstable_groups %}, without {{ space.unstable_groups|leng
 <tr><th>all</th><td>{{ summary.calls }}</td><td>{{ summary.verified }}</td><td>{{ summary.hits }}</td>
 <td>{{ "%.2f"|format(summary.hit_rate) }}</td>{% for t in targets %}<td></td>{% endfor %}</tr></table>
 <p>The MAE is of the prediction each molecule had when it was proposed (by that round's surrogate), against the
-oracle's value: it shows what each round's surrogate knew about the chemistry it proposed.</p>
+oracle's value: it shows what each round's surrogate knew about the chemistry it proposed before seeing it. The
+plot's crosses are the final model's predictions after fine-tuning on every verified molecule (in sample).
+{% if cfg.finetune %}The final model: <code>models/{{ "%02d"|format(cfg.rounds) }}/model</code>.{% endif %}</p>
 {{ plots|safe }}
 <h2>Best molecules</h2><div class="mols">{% for m in best %}<div class="mol">{{ m.svg|safe }}<br>
 <code>{{ m.smiles }}</code><br>{{ m.text }}{% if m.hit %} <b>hit</b>{% endif %}
@@ -104,7 +106,7 @@ def plots(prop: pd.DataFrame, goal, after: pd.DataFrame | None) -> str:
         if after is not None:
             a = after.set_index("smiles").reindex(v["smiles"])
             ax.scatter(v[f"{t}_label"], a[f"{t}_pred"].to_numpy(), s=14, marker="x",
-                       label="after the last fine-tuning")
+                       label="final model, fine-tuned on all of them")
         lo = np.nanmin([v[f"{t}_label"].min(), v[f"{t}_pred"].min()])
         hi = np.nanmax([v[f"{t}_label"].max(), v[f"{t}_pred"].max()])
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
