@@ -20,7 +20,8 @@ failures included):
   loop+gp the full loop with the GP on top
 
 All methods share one labels folder, so a molecule two methods propose is computed once (each still pays
-for it in its own budget). Each method is an `elprop design` run and resumes after a kill; rerun this
+for it in its own budget). Its labels.csv is copied to benchmarks/design/taskN-ORACLE-labels.csv (kept in git:
+DFT labels of molecules outside QM9 are data worth keeping). Each method is an `elprop design` run and resumes after a kill; rerun this
 command to continue. Writes design-taskN.json and .md into --out; asserts nothing.
 """
 from __future__ import annotations
@@ -113,6 +114,10 @@ def main() -> int:
         if r.returncode != 0:
             print(f"{m}: exit {r.returncode}, see {log}", file=sys.stderr)
             continue
+        keep = ROOT / "benchmarks" / "design" / f"task{a.task}-{a.oracle}-labels.csv"  # tracked: valuable data
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        if (base / "labels" / "labels.csv").exists():
+            keep.write_text((base / "labels" / "labels.csv").read_text())
         prop = pd.read_csv(base / m / "proposals.csv")
         s = summarize(prop)
         s["wall_s_this_call"] = round(time.time() - t0, 1)
