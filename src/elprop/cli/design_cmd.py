@@ -77,7 +77,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def _goal_args(p) -> None:
+def _goal_args(p, acquisitions=("ei", "ucb", "greedy")) -> None:
     g = p.add_argument_group("goal")
     g.add_argument("--objective", action="append", required=True,
                    help="T=LO:HI, max:T[:V] or min:T[:V] (repeat for several objectives)")
@@ -85,9 +85,11 @@ def _goal_args(p) -> None:
     g.add_argument("--weights", help="weights of several objectives, comma-separated (default: equal)")
     g.add_argument("--combine", default="weighted", choices=("weighted", "pareto"),
                    help="several objectives: weighted sum of scores (default) or Pareto rank")
-    g.add_argument("--acquisition", default="ei", choices=("ei", "ucb", "greedy"),
-                   help="score of max/min objectives: expected improvement (default), upper confidence bound, or "
-                        "the mean; a window always scores the probability of landing in it")
+    names = {"ei": "expected improvement over the best verified value", "ucb": "the upper confidence bound",
+             "greedy": "the mean"}
+    g.add_argument("--acquisition", default=acquisitions[0], choices=acquisitions,
+                   help="score of max/min objectives: " + ", ".join(f"{a} = {names[a]}" for a in acquisitions) +
+                        f" (default: {acquisitions[0]}); a window always scores the probability of landing in it")
     g.add_argument("--kappa", type=float, default=1.0, help="UCB's κ in mean + κσ (default: 1)")
     g.add_argument("--model", default="shipped", help="the surrogate: 'shipped' (default) or a saved model folder")
 
@@ -122,7 +124,7 @@ def add_screen_parser(sub):
                                    "objectives as elprop design, in chunks on Dask workers.",
                        epilog=SCREEN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("library", help="a SMILES file (.smi/.txt: first token per line) or a CSV with a smiles column")
-    _goal_args(p)
+    _goal_args(p, acquisitions=("greedy", "ucb"))  # no verified values to improve on: no expected improvement
     p.add_argument("--out", required=True, help="output folder (created; rerun to resume)")
     p.add_argument("--chunk", type=int, default=5000, help="molecules per chunk (default: 5000)")
     p.add_argument("--top", type=int, default=100, help="rows of top.csv (default: 100)")

@@ -205,6 +205,10 @@ class DesignRun:
         else:
             seeds = self.seeds(rng)
             seed_df = self.predict(model, seeds)
+            for o in self.goal.objectives:  # before any verification, EI improves on the seeds' best prediction
+                if o.kind in ("max", "min") and o.target not in best:
+                    y = seed_df[f"{o.target}_pred"]
+                    best[o.target] = float(y.max() if o.kind == "max" else y.min())
             seed_df["score"] = self.acquisition(seed_df, best)
             start = seed_df.sort_values("score", ascending=False)["smiles"].tolist()[:self.cfg.population]
             start += [s for s in self.verified()["smiles"] if s not in start]  # verified molecules breed too
