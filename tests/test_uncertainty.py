@@ -106,3 +106,22 @@ def test_finetune_refuses_foreign_units_and_targets(tiny_model, tmp_path):
     assert r.returncode == 2 and "none of the model's targets" in r.stderr
     r = run_cli("train", "--init-model", run_dir / "model", "--data", bad, "--targets", "gap", "--out", tmp_path / "o3")
     assert r.returncode == 2 and "keeps the saved model's targets" in r.stderr
+
+
+def test_replay_recipe_is_inherited_through_fine_tunings(tmp_path):
+    """A fine-tuned model replays its base model's data and split, not its own mix of new and replayed rows
+    (the shipped model is itself fine-tuned, and `--init-model shipped --replay N` must keep working)."""
+    import numpy as np
+
+    from elprop.data.splits import random_split
+    from elprop.train.finetune import base_split, replay_info
+    base = {"data": "qm9", "split_spec": {"kind": "random", "n_train": 100, "n_val": 20, "seed": 3}}
+    info = replay_info(tmp_path, base)
+    assert info == {"data": "qm9", "split": base["split_spec"]}
+    tuned = {"data": "half_A.csv + 2000 replayed training molecules", "replay": info}
+    (tmp_path / "split.json").write_text('{"train": [0, 1], "val": [2], "test": []}')  # the fine-tuning's own
+    assert replay_info(tmp_path, tuned) == info
+    sp = base_split(tmp_path, tuned, 500)
+    ref = random_split(500, 100, 20, 3)
+    assert all(np.array_equal(sp[k], ref[k]) for k in ref)
+    assert replay_info(tmp_path, {"data": "mine.csv", "split_spec": {"kind": "scaffold"}}) is None

@@ -197,7 +197,7 @@ def _run_finetune(args) -> int:
     from elprop.pretrained import model_path
     from elprop.train.device import resolve_device
     from elprop.train.estimator import PropertyModel
-    from elprop.train.finetune import base_data, concat, replay_data, with_targets
+    from elprop.train.finetune import base_data, concat, replay_data, replay_info, with_targets
     from elprop.train.run import train_run
     from elprop.train.saved import load_model
 
@@ -235,6 +235,7 @@ def _run_finetune(args) -> int:
         parts += [rep_tr, rep_va]
         note = f" + {len(rep_tr)} replayed training and {len(rep_va)} validation molecules of the base data"
     ds = concat(parts, new.source + note) if len(parts) > 1 else new
+    replay = replay_info(base_dir, base.saved_config)
     run_dir = out_dir(args, f"finetune-{base.config['model']}")
     ensemble = base.config["ensemble"] if args.ensemble is None else args.ensemble
     c = base.config
@@ -247,7 +248,8 @@ def _run_finetune(args) -> int:
                           channels=c.get("channels"), arch=c.get("arch"), tta=base.tta, device=args.device_obj,
                           progress=not args.no_progress, trainer=_trainer_options(args),
                           ensemble_mode=args.ensemble_mode, init_model=base, new_rows=np.arange(len(new)),
-                          init_note=f"{base_dir} on {new.source}{note}", fit_ood=not same_data)
+                          init_note=f"{base_dir} on {new.source}{note}", fit_ood=not same_data,
+                          model_extra={"replay": replay} if replay else None)
     print_metrics(rows)
     print(f"saved model: {run_dir / 'model'}")
     return 0

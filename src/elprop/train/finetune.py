@@ -22,11 +22,31 @@ def base_data(cfg: dict) -> str | None:
     return "qm9" if data.lower().startswith("qm9") else (data or None)
 
 
+def replay_info(base_dir: Path, cfg: dict) -> dict | None:
+    """What a model fine-tuned from this one replays, saved in its config as ``replay``: the original data and
+    the recipe of its split, inherited through every fine-tuning (a fine-tuned model's own data and split are a
+    mix of new and replayed molecules, which cannot be replayed again)."""
+    if cfg.get("replay"):
+        return dict(cfg["replay"])
+    data = base_data(cfg)
+    spec = cfg.get("split_spec")
+    if spec is None and (base_dir / "test_indices.json").is_file():  # the first shipped model: its recipe
+        spec = {"kind": "random", "n_train": cfg.get("domain", {}).get("n_train"), "n_val": 10000,
+                "seed": cfg.get("split_seed", 0)}
+    if not data or not spec or spec.get("kind") != "random" or not spec.get("n_train"):
+        return None
+    return {"data": data, "split": spec}
+
+
 def base_split(base_dir: Path, cfg: dict, n: int) -> dict:
-    """The base model's train/val/test indices of its data: ``split.json`` beside the model folder (a run) or
-    inside it, else its saved split recipe (``split_spec``), else (the first shipped model) a random split with
-    the config's sizes, checked against its ``test_indices.json``."""
+    """The base model's train/val/test indices of its data: the recipe it carries from an earlier fine-tuning
+    (``replay``), else ``split.json`` beside the model folder (a run) or inside it, else its saved split recipe
+    (``split_spec``), else (the first shipped model) a random split with the config's sizes, checked against its
+    ``test_indices.json``."""
     from elprop.data.splits import load_split, random_split
+    if cfg.get("replay"):
+        spec = cfg["replay"]["split"]
+        return random_split(n, int(spec["n_train"]), int(spec["n_val"]), int(spec["seed"]))
     for p in (base_dir / "split.json", base_dir.parent / "split.json"):
         if p.is_file():
             return load_split(p, n)
@@ -94,7 +114,7 @@ def replay_data(base, base_dir: Path, n_replay: int, source: str | None, seed: i
     validation molecules, seeded."""
     from elprop.data.load import DataSpec, load_data
     cfg = base.saved_config
-    src = source or base_data(cfg)
+    src = source or (cfg.get("replay") or {}).get("data") or base_data(cfg)
     if not src:
         raise InputError(f"{base_dir}: the model does not say which data it was trained on; give --replay-data")
     old = load_data(DataSpec(src))

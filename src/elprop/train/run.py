@@ -36,7 +36,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
               progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
               checkpointing=False, target_weights=None, trainer=None, ensemble_mode="deep", init_model=None,
-              new_rows=None, init_note="", fit_ood=True):
+              new_rows=None, init_note="", fit_ood=True, model_extra=None):
     """Train and evaluate, writing ``run_dir``. ``split``: random, scaffold, file, or a dict of row indices of
     ``ds`` (fine-tuning builds its own). ``init_model``: a loaded PropertyModel to continue (its weights, target
     scaler and applicability domain; ``new_rows`` are the rows of ``ds`` that are new to it). When ``ds`` was cut
@@ -120,6 +120,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     if split_name in ("random", "scaffold"):  # the recipe of the split, so fine-tuning can replay its training part
         extra["split_spec"] = {"kind": split_name, "n_train": len(sp["train"]), "n_val": len(sp.get("val", [])),
                                "seed": seed}
+    extra.update(model_extra or {})  # e.g. a fine-tuned model's ``replay`` (its base data and split recipe)
     if ds.density_store is not None:  # volumetric models rebuild their inputs for new molecules from these
         from elprop.represent.volume import store_grid_facts
         extra.update(store_grid_facts(ds.density_store))
