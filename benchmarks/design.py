@@ -116,7 +116,9 @@ def main() -> int:
             continue
         keep = ROOT / "benchmarks" / "design" / f"task{a.task}-{a.oracle}-labels.csv"  # tracked: valuable data
         keep.parent.mkdir(parents=True, exist_ok=True)
-        if (base / "labels" / "labels.csv").exists():
+        if (base / "labels" / "results").is_dir():  # every batch's labels, not only the last batch's table
+            from elprop.label.run import assemble_all
+            assemble_all(base / "labels")
             keep.write_text((base / "labels" / "labels.csv").read_text())
         prop = pd.read_csv(base / m / "proposals.csv")
         s = summarize(prop)

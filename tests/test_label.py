@@ -126,3 +126,19 @@ def test_label_dft_geometry_route(tmp_path):
     assert res["ok"] and res["geometry"]["xtb"]["converged"] and res["geometry"]["dft"]["steps"] >= 1
     pos = np.array(res["pos"])
     assert 1.23 < np.linalg.norm(pos[0] - pos[1]) < 1.27  # C=O: 1.25 Å at B3LYP/STO-3G, 1.20 Å after xTB
+
+
+def test_two_batches_into_one_folder_keep_every_label(tmp_path):
+    """Batches labelled into one folder (as the design loop does): each batch's table lists that batch;
+    assemble_all lists them all. GFN2-xTB stands in for DFT here (seconds)."""
+    from elprop.core.dataset import Dataset, Molecule
+    from elprop.density.dft import DFTSettings
+    from elprop.label.run import assemble_all, label_items, molecule_items
+    s = DFTSettings()
+    for batch in (["C=O", "CO"], ["C#N"]):
+        ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=x, name=x) for x in batch], [])
+        label_items(molecule_items(ds, s), tmp_path, s, workers=0, progress=False, log=lambda *a: None,
+                    method="xtb")
+    assert pd.read_csv(tmp_path / "labels.csv")["smiles"].tolist() == ["C#N"]
+    assert assemble_all(tmp_path)["labelled"] == 3
+    assert sorted(pd.read_csv(tmp_path / "labels.csv")["smiles"]) == ["C#N", "C=O", "CO"]

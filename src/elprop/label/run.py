@@ -251,6 +251,14 @@ def _atomization(res: dict, atoms: dict[int, float]) -> float:
     return float(sum(atoms[int(z)] for z in res["z"]) - res["E"])
 
 
+def assemble_all(out: Path) -> dict:
+    """labels.csv and the rest from every result in ``out`` (a folder several batches wrote into, such as the
+    design loop's), in the order of the files' names."""
+    res = sorted((Path(out) / "results").glob("*.json"))
+    items = [{"key": p.stem} for p in res]
+    return assemble(items, Path(out))
+
+
 def assemble(items: list[dict], out: Path, cache: dict | None = None) -> dict:
     """labels.csv, geometries.extxyz and failures.csv from the results present, in input order. ``cache`` (key ->
     result) keeps what earlier calls of one run have read, so a growing batch reads each result file once."""
