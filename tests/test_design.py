@@ -119,6 +119,7 @@ def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
         assert (out / f).is_file(), f
     prop = pd.read_csv(out / "proposals.csv")
     assert len(prop) == 6 and prop["round"].tolist() == [1, 1, 1, 2, 2, 2]
+    assert sorted(pd.read_csv(out / "labels" / "labels.csv")["smiles"]) == sorted(prop["smiles"])
     assert prop["smiles"].is_unique  # nothing verified twice
     lab = prop["gap_label"].to_numpy()
     assert np.array_equal(prop["hit"].to_numpy(), (lab >= 1.5) & (lab <= 3.0))

@@ -322,6 +322,8 @@ class DesignRun:
         label_items(items, self.labels_dir, settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
                     workers=self.cfg.workers, scheduler=self.cfg.scheduler, progress=self.progress,
                     log=self.log, method=self.cfg.oracle)
+        from elprop.label.run import assemble_all
+        assemble_all(self.labels_dir)  # labels.csv: every molecule of the folder, not only this batch
         if hasattr(self, "_verified_set"):
             del self._verified_set
 
