@@ -83,6 +83,7 @@ class DesignRun:
         self._models = {}
         self._gps = {}
         self._novel_ref = None
+        self._verified_set = None  # SMILES already sent to the oracle (never proposed again)
         self.labels_dir = Path(cfg.labels_dir) if cfg.labels_dir else self.out / "labels"
 
     # --- files -------------------------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ class DesignRun:
                     best[o.target] = float(y.max() if o.kind == "max" else y.min())
             seed_df["score"] = self.acquisition(seed_df, best)
             start = seed_df.sort_values("score", ascending=False)["smiles"].tolist()[:self.cfg.population]
-            start += [s for s in self.verified()["smiles"] if s not in start]  # verified molecules breed too
+            start += [s for s in self.labels()["smiles"] if s not in start]  # verified molecules breed too
             bar = None
             if self.progress:
                 from tqdm import tqdm
@@ -237,8 +238,8 @@ class DesignRun:
 
     def allowed(self, smiles: str) -> bool:
         """Inside the space, not verified before, and (with --novel-only) not in the novelty reference."""
-        if not hasattr(self, "_verified_set"):
-            self._verified_set = set(self.verified()["smiles"])
+        if self._verified_set is None:
+            self._verified_set = set(self.labels()["smiles"])
         if smiles in self._verified_set:
             return False
         return not self.cfg.novel_only or self.novel(smiles)
@@ -324,8 +325,7 @@ class DesignRun:
                     log=self.log, method=self.cfg.oracle)
         from elprop.label.run import assemble_all
         assemble_all(self.labels_dir)  # labels.csv: every molecule of the folder, not only this batch
-        if hasattr(self, "_verified_set"):
-            del self._verified_set
+        self._verified_set = None  # the batch just verified joins the set on the next call
 
     def labels(self) -> pd.DataFrame:
         """The oracle's results for this run's proposals so far: name, smiles, ok, and each goal target's label
@@ -352,9 +352,6 @@ class DesignRun:
             if (d / "batch.csv").exists():
                 out.append(pd.read_csv(d / "batch.csv", keep_default_na=False, na_values=[""]))
         return out
-
-    def verified(self) -> pd.DataFrame:
-        return self.labels()
 
     def best_verified(self) -> dict:
         """The best verified value of each max/min objective among molecules meeting every constraint (the
