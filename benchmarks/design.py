@@ -23,6 +23,11 @@ All methods share one labels folder, so a molecule two methods propose is comput
 for it in its own budget). Its labels.csv is copied to benchmarks/design/taskN-ORACLE-labels.csv (kept in git:
 DFT labels of molecules outside QM9 are data worth keeping). Each method is an `elprop design` run and resumes after a kill; rerun this
 command to continue. Writes design-taskN.json and .md into --out; asserts nothing.
+
+The expensive state (every oracle result, a few kB each, and each method's chosen batches) is also kept in git, in
+benchmarks/design/taskN-ORACLE-state/, so the benchmark resumes on a fresh clone without repeating a DFT call: it
+is restored into --out before the runs and saved after each method; `--sync` only saves it (run it before
+stopping a session that is still labelling). A restored run recomputes only its fine-tunings.
 """
 from __future__ import annotations
 
@@ -65,6 +70,31 @@ def library(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+def sync_state(base: Path, keep: Path, methods: list[str], restore: bool) -> int:
+    """Copy oracle results and chosen batches between the run folder ``base`` and the tracked ``keep`` (restore:
+    keep -> base, only what base lacks; else base -> keep). Returns the number of files copied."""
+    import shutil
+    pairs = [(base / "labels" / "results", keep / "results", "*.json")]
+    for m in methods:
+        pairs += [(base / m, keep / m, "config.json")]
+        pairs += [(d, keep / m / "rounds" / d.name, "batch.csv") for d in sorted((base / m / "rounds").glob("[0-9]*"))]
+        pairs += [(base / m / "rounds" / d.name, d, "batch.csv")
+                  for d in sorted((keep / m / "rounds").glob("[0-9]*"))]
+    n = 0
+    for run_side, keep_side, pattern in pairs:
+        src, dst = (keep_side, run_side) if restore else (run_side, keep_side)
+        for f in sorted(src.glob(pattern)) if src.is_dir() else []:
+            if f.name.startswith(".") or ".tmp" in f.name:
+                continue
+            t = dst / f.name
+            if t.exists() and (restore or t.read_bytes() == f.read_bytes()):
+                continue
+            t.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, t)
+            n += 1
+    return n
+
+
 def round_mae(prop: pd.DataFrame, target: str) -> dict:
     out = {}
     for k, g in prop.groupby("round"):
@@ -85,17 +115,26 @@ def main() -> int:
     ap.add_argument("--model", default="shipped")
     ap.add_argument("--library-size", type=int, default=20000)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/out/design"))
+    ap.add_argument("--sync", action="store_true", help="only save the oracle results and batches into git's copy")
     a = ap.parse_args()
     from elprop.design.loop import summarize
     task = TASKS[a.task]
     base = Path(a.out) / f"task{a.task}"
     base.mkdir(parents=True, exist_ok=True)
+    state = ROOT / "benchmarks" / "design" / f"task{a.task}-{a.oracle}-state"
+    methods = a.methods.split(",")
+    if a.sync:
+        print(f"saved {sync_state(base, state, list(METHODS), restore=False)} files into {state}")
+        return 0
+    n = sync_state(base, state, methods, restore=True)
+    if n:
+        print(f"restored {n} files from {state}")
     lib = library(Path(a.out) / f"library-{a.library_size}-seed{a.seed}.smi", a.library_size, a.seed)
     results = {"task": a.task, "objective": task["objective"], "constraint": task["constraint"],
                "rounds": a.rounds, "batch": a.batch, "seed": a.seed, "oracle": a.oracle, "model": a.model,
                "methods": {}}
     target = task["target"]
-    for m in a.methods.split(","):
+    for m in methods:
         cmd = [sys.executable, "-m", "elprop.cli.main", "design", "--model", a.model, "--rounds", str(a.rounds),
                "--batch", str(a.batch), "--seed", str(a.seed), "--oracle", a.oracle, "--workers", str(a.workers),
                "--labels-dir", str(base / "labels"), "--out", str(base / m), "--no-progress", *METHODS[m]]
@@ -111,6 +150,7 @@ def main() -> int:
         log = base / f"{m}.log"
         with open(log, "a") as fh:
             r = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        sync_state(base, state, [m], restore=False)
         if r.returncode != 0:
             print(f"{m}: exit {r.returncode}, see {log}", file=sys.stderr)
             continue

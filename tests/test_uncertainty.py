@@ -125,3 +125,18 @@ def test_replay_recipe_is_inherited_through_fine_tunings(tmp_path):
     ref = random_split(500, 100, 20, 3)
     assert all(np.array_equal(sp[k], ref[k]) for k in ref)
     assert replay_info(tmp_path, {"data": "mine.csv", "split_spec": {"kind": "scaffold"}}) is None
+
+
+def test_new_fraction_repeats_new_molecules(tiny_model, tmp_path):
+    """--new-fraction: a few new labels are repeated so they are not drowned by thousands of replayed ones."""
+    from elprop.train.finetune import oversample_new
+    train = np.array([0, 2, 5, 6, 7, 8])  # rows 0-4 are new (two of them in training), 5-8 replayed
+    rows, k = oversample_new(train, 5, 4, 0.5)
+    assert k == 2 and sorted(rows.tolist()) == [0, 0, 2, 2, 5, 6, 7, 8]
+    rows, k = oversample_new(train, 5, 4000, 0.2)  # 2k / (2k + 4000) >= 0.2
+    assert k == 500 and (rows < 5).sum() == 1000
+    assert oversample_new(train, 5, 4, 0.0)[1] == 1 and oversample_new(train, 0, 4, 0.5)[1] == 1
+    run_dir, _, _ = tiny_model
+    r = run_cli("train", "--init-model", run_dir / "model", "--data", "qm9", "--new-fraction", "1",
+                "--out", tmp_path / "o")
+    assert r.returncode == 2 and "--new-fraction 1: give a fraction in [0, 1)" in r.stderr

@@ -87,6 +87,10 @@ def add_train_parser(sub):
     ft.add_argument("--replay", type=int, default=2000,
                     help="with --init-model: training molecules of the saved model's own data replayed beside the "
                          "new ones, so its old accuracy does not collapse (default: 2000; 0: none)")
+    ft.add_argument("--new-fraction", type=float, default=0.0, metavar="F",
+                    help="with --init-model and --replay: repeat each new training molecule so that the new ones make "
+                         "up about F of every epoch (0 < F < 1), so a few dozen new labels are not drowned by the "
+                         "replayed ones (default: 0, each counted once)")
     ft.add_argument("--replay-data", help="with --init-model: the saved model's training data (default: from its "
                                           "config, e.g. qm9)")
     p.add_argument("--split", default="random", choices=["random", "scaffold", "file"],
@@ -197,7 +201,7 @@ def _run_finetune(args) -> int:
     from elprop.pretrained import model_path
     from elprop.train.device import resolve_device
     from elprop.train.estimator import PropertyModel
-    from elprop.train.finetune import base_data, concat, replay_data, replay_info, with_targets
+    from elprop.train.finetune import base_data, concat, oversample_new, replay_data, replay_info, with_targets
     from elprop.train.run import train_run
     from elprop.train.saved import load_model
 
@@ -214,6 +218,8 @@ def _run_finetune(args) -> int:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if args.replay < 0:
         raise InputError("--replay must be 0 or more")
+    if not 0 <= args.new_fraction < 1:
+        raise InputError(f"--new-fraction {args.new_fraction:g}: give a fraction in [0, 1)")
     args.device_obj = resolve_device(args.device)
     new = with_targets(load_data(DataSpec(args.data, limit=args.limit, exclude=args.exclude,
                                           smiles_column=args.smiles_column, allow_missing=True, seed=args.seed)),
@@ -234,6 +240,9 @@ def _run_finetune(args) -> int:
                                       n0 + len(rep_tr) + np.arange(len(rep_va))]))
         parts += [rep_tr, rep_va]
         note = f" + {len(rep_tr)} replayed training and {len(rep_va)} validation molecules of the base data"
+        if args.new_fraction > 0:
+            sp["train"], k = oversample_new(sp["train"], n0, len(rep_tr), args.new_fraction)
+            note += f", new molecules repeated {k}× (--new-fraction {args.new_fraction:g})" if k > 1 else ""
     ds = concat(parts, new.source + note) if len(parts) > 1 else new
     replay = replay_info(base_dir, base.saved_config)
     run_dir = out_dir(args, f"finetune-{base.config['model']}")

@@ -142,7 +142,7 @@ class PropertyModel:
         smi = np.asarray(ds.smiles, dtype=object)
         base = getattr(self, "base_applicability", None)
         if base is not None:
-            new = np.asarray(tr)[np.isin(tr, getattr(self, "new_rows", tr))]
+            new = np.unique(np.asarray(tr)[np.isin(tr, getattr(self, "new_rows", tr))])
             self.applicability = base.extended([x for x in smi[new] if x])
             return
         if not all(smi[tr]):

@@ -109,6 +109,17 @@ def concat(parts: list[Dataset], source: str) -> Dataset:
                    target_units=parts[0].target_units)
 
 
+def oversample_new(train: np.ndarray, n_new_rows: int, n_replay: int, fraction: float) -> tuple[np.ndarray, int]:
+    """Training rows with each new one (row < ``n_new_rows``) repeated k times, k the smallest count for which the
+    new molecules make up at least ``fraction`` of an epoch beside ``n_replay`` replayed ones. Returns (rows, k)."""
+    train = np.asarray(train, dtype=np.int64)
+    new = train[train < n_new_rows]
+    if not len(new) or not n_replay or fraction <= 0:
+        return train, 1
+    k = max(1, int(np.ceil(fraction * n_replay / ((1 - fraction) * len(new)))))
+    return np.concatenate([np.repeat(new, k), train[train >= n_new_rows]]), k
+
+
 def replay_data(base, base_dir: Path, n_replay: int, source: str | None, seed: int, log=print):
     """(train part, val part) of the base model's own data: ``n_replay`` training molecules and a tenth as many
     validation molecules, seeded."""
