@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = {1: {"objective": ["gap=3.0:3.5"], "constraint": [], "novel_only": True, "target": "gap"},
+TASKS = {1: {"objective": ["gap=3.0:3.5"], "constraint": [], "novel_only": True, "target": "gap",
+             "window": (3.0, 3.5)},
          2: {"objective": ["max:mu:5"], "constraint": ["gap>6"], "novel_only": False, "target": "mu"}}
 METHODS = {"random": ["--generator", "random", "--no-finetune"],
            "screen": ["--generator", "library", "--no-finetune"],
@@ -93,6 +94,28 @@ def sync_state(base: Path, keep: Path, methods: list[str], restore: bool) -> int
             shutil.copyfile(f, t)
             n += 1
     return n
+
+
+def diagnose(prop: pd.DataFrame, target: str, window: tuple[float, float] | None) -> dict:
+    """Why hits were missed, over every verified proposal: the surrogate's error at proposal time (MAE, bias =
+    mean of prediction - label, the fraction of labels within ±2σ), and, for a window goal, how many proposals the
+    surrogate put inside it (the acquisition did its part) and how many of those DFT confirmed."""
+    v = prop[prop["verified"].astype(bool)]
+    pred, lab, sd = (v[f"{target}_{c}"].to_numpy(float) for c in ("pred", "label", "std"))
+    ok = np.isfinite(pred) & np.isfinite(lab)
+    out = {"n": int(ok.sum())}
+    if not ok.any():
+        return out
+    err = pred[ok] - lab[ok]
+    out.update(mae=float(np.abs(err).mean()), bias=float(err.mean()),
+               within_2sigma=float((np.abs(err) <= 2 * sd[ok]).mean()), median_sigma=float(np.median(sd[ok])))
+    if window:
+        lo, hi = window
+        inside = (pred[ok] >= lo) & (pred[ok] <= hi)
+        out.update(predicted_in_window=int(inside.sum()),
+                   confirmed=int((inside & (lab[ok] >= lo) & (lab[ok] <= hi)).sum()),
+                   labels_below=int((lab[ok] < lo).sum()), labels_above=int((lab[ok] > hi).sum()))
+    return out
 
 
 def round_mae(prop: pd.DataFrame, target: str) -> dict:
@@ -166,6 +189,7 @@ def main() -> int:
         s["oracle_s"] = float(prop["label_s"].sum())
         s["surrogate_mae_per_round"] = round_mae(prop, target)
         s["novel_fraction"] = float(prop["novel"].mean()) if prop["novel"].notna().any() else None
+        s["diagnosis"] = diagnose(prop, target, task.get("window"))
         results["methods"][m] = s
         (base.parent / f"design-task{a.task}.json").write_text(json.dumps(results, indent=1))
     lines = [f"Task {a.task}: {' '.join(task['objective'] + task['constraint'])}"
@@ -181,6 +205,15 @@ def main() -> int:
         lines.append(f"| {m} | {s['calls']} | {s['hits']} | {s['hits_per_call']:.3f} | {rates} | "
                      f"{fmt(s['best_value'], '.3f')} | {fmt(s['novel_fraction'], '.2f')} | "
                      f"{fmt(s['hit_diversity'], '.2f')} | {mae} | {fmt(s['top10_auc'], '.3f')} | {s['oracle_s']:.0f} |")
+    lines += ["", f"Why proposals missed (every verified proposal, prediction at proposal time) [{target}]:", "",
+              "| method | n | MAE | bias (pred − DFT) | within ±2σ | median σ | predicted in window | of those confirmed "
+              "| labels below / above the window |", "|---|---|---|---|---|---|---|---|---|"]
+    for m, s in results["methods"].items():
+        d = s.get("diagnosis", {})
+        if "mae" in d:
+            lines.append(f"| {m} | {d['n']} | {d['mae']:.2f} | {d['bias']:+.2f} | {d['within_2sigma']:.2f} | "
+                         f"{d['median_sigma']:.2f} | {d.get('predicted_in_window', '—')} | {d.get('confirmed', '—')} | "
+                         f"{d.get('labels_below', '—')} / {d.get('labels_above', '—')} |")
     (base.parent / f"design-task{a.task}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
