@@ -15,6 +15,8 @@ failures included):
           seeded), no learning (`--generator library --no-finetune`)
   ga      the genetic algorithm steered by the surrogate, no learning (`--no-finetune`)
   loop    the genetic algorithm, with the surrogate fine-tuned on every verified label after each round
+  loop+cal  the loop with σ calibrated on the proposals verified so far (`--calibrate`, elprop's default since
+          rounds 1-2 of task 1 showed σ on proposals 3× too small; the loop above was started before it)
   ga+gp   the GA with a fixed network corrected by a GP on fingerprints over its residuals (BoTorch), refitted
           each round: does a GP help where fine-tuning is not used?
   loop+gp the full loop with the GP on top
@@ -45,12 +47,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = {1: {"objective": ["gap=3.0:3.5"], "constraint": [], "novel_only": True, "target": "gap",
              "window": (3.0, 3.5)},
          2: {"objective": ["max:mu:5"], "constraint": ["gap>6"], "novel_only": False, "target": "mu"}}
-METHODS = {"random": ["--generator", "random", "--no-finetune"],
-           "screen": ["--generator", "library", "--no-finetune"],
-           "ga": ["--generator", "ga", "--no-finetune"],
-           "loop": ["--generator", "ga"],
-           "ga+gp": ["--generator", "ga", "--no-finetune", "--gp"],
-           "loop+gp": ["--generator", "ga", "--gp"]}
+METHODS = {"random": ["--generator", "random", "--no-finetune", "--no-calibrate"],
+           "screen": ["--generator", "library", "--no-finetune", "--no-calibrate"],
+           "ga": ["--generator", "ga", "--no-finetune", "--no-calibrate"],
+           "loop": ["--generator", "ga", "--no-calibrate"],
+           "loop+cal": ["--generator", "ga", "--calibrate"],
+           "ga+gp": ["--generator", "ga", "--no-finetune", "--gp", "--no-calibrate"],
+           "loop+gp": ["--generator", "ga", "--gp", "--no-calibrate"]}
 
 
 def library(path: Path, n: int, seed: int) -> Path:
@@ -109,6 +112,17 @@ def diagnose(prop: pd.DataFrame, target: str, window: tuple[float, float] | None
     err = pred[ok] - lab[ok]
     out.update(mae=float(np.abs(err).mean()), bias=float(err.mean()),
                within_2sigma=float((np.abs(err) <= 2 * sd[ok]).mean()), median_sigma=float(np.median(sd[ok])))
+    # σ as the loop's --calibrate would have scaled it: round k's σ times the RMS z-score of rounds < k
+    raw = v[f"{target}_std_raw"].fillna(v[f"{target}_std"]) if f"{target}_std_raw" in v else v[f"{target}_std"]
+    z = ((v[f"{target}_pred"] - v[f"{target}_label"]) / raw).to_numpy(float)
+    rnd = v["round"].to_numpy()
+    out["rms_z_per_round"], out["rms_z_calibrated_per_round"] = {}, {}
+    for k in sorted(set(rnd.tolist())):
+        zk, prev = z[(rnd == k) & np.isfinite(z)], z[(rnd < k) & np.isfinite(z)]
+        scale = max(1.0, float(np.sqrt(np.mean(prev ** 2)))) if len(prev) >= 5 else 1.0
+        if len(zk):
+            out["rms_z_per_round"][int(k)] = float(np.sqrt(np.mean(zk ** 2)))
+            out["rms_z_calibrated_per_round"][int(k)] = float(np.sqrt(np.mean((zk / scale) ** 2)))
     if window:
         lo, hi = window
         inside = (pred[ok] >= lo) & (pred[ok] <= hi)
@@ -207,13 +221,16 @@ def main() -> int:
                      f"{fmt(s['hit_diversity'], '.2f')} | {mae} | {fmt(s['top10_auc'], '.3f')} | {s['oracle_s']:.0f} |")
     lines += ["", f"Why proposals missed (every verified proposal, prediction at proposal time) [{target}]:", "",
               "| method | n | MAE | bias (pred − DFT) | within ±2σ | median σ | predicted in window | of those confirmed "
-              "| labels below / above the window |", "|---|---|---|---|---|---|---|---|---|"]
+              "| labels below / above the window | RMS z per round | RMS z per round, σ calibrated on earlier rounds |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, s in results["methods"].items():
         d = s.get("diagnosis", {})
         if "mae" in d:
             lines.append(f"| {m} | {d['n']} | {d['mae']:.2f} | {d['bias']:+.2f} | {d['within_2sigma']:.2f} | "
                          f"{d['median_sigma']:.2f} | {d.get('predicted_in_window', '—')} | {d.get('confirmed', '—')} | "
-                         f"{d.get('labels_below', '—')} / {d.get('labels_above', '—')} |")
+                         f"{d.get('labels_below', '—')} / {d.get('labels_above', '—')} | "
+                         + " / ".join(f"{x:.1f}" for x in d["rms_z_per_round"].values()) + " | "
+                         + " / ".join(f"{x:.1f}" for x in d["rms_z_calibrated_per_round"].values()) + " |")
     (base.parent / f"design-task{a.task}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

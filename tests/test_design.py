@@ -240,3 +240,39 @@ def test_design_one_round_with_real_dft(tiny_model, tmp_path, cli):
     lab = pd.read_csv(out / "labels" / "labels.csv")
     assert set(lab["smiles"]) == set(prop["smiles"]) and (lab["scf"] != "gfn2-xtb").all()
     assert np.allclose(np.sort(lab["gap [eV]"]), np.sort(prop["gap_label"]))
+
+
+def test_sigma_is_calibrated_by_verified_proposals(tmp_path):
+    """--calibrate: σ grows by the RMS z-score of the proposals verified so far (their prediction and σ at proposal
+    time, never the calibrated σ, so the factor does not shrink back to 1); a resumed old run keeps its σ."""
+    from elprop.design.loop import DesignConfig, DesignRun
+    from elprop.label.run import item_key
+    goal = make_goal(["gap=3.0:3.5"], [], UNITS)
+    run = DesignRun(tmp_path / "run", DesignConfig(model="unused", calibrate=True), goal, SearchSpace())
+    smiles = ["CC", "CCC", "CCCC", "CCO", "CCN", "CCF"]
+    pred, std, label = np.full(6, 3.0), np.full(6, 0.1), 3.0 + np.array([0.3, -0.3, 0.3, -0.3, 0.3, -0.3])
+    d = run.round_dir(1)
+    d.mkdir(parents=True)
+    pd.DataFrame({"smiles": smiles[:4], "gap_pred": pred[:4], "gap_std": std[:4],
+                  "name": [f"r01_{i:03d}" for i in range(4)]}).to_csv(d / "batch.csv", index=False)
+    res = run.labels_dir / "results"
+    res.mkdir(parents=True)
+    for s, y in zip(smiles, label):
+        (res / f"{item_key(s)}.json").write_text(json.dumps({"ok": True, "gap": y, "smiles": s}))
+    assert run.sigma_scales() == {"gap": 1.0}  # 4 labels: too few
+    d2 = run.round_dir(2)
+    d2.mkdir(parents=True)  # round 2 was proposed with a calibrated σ already; its z uses the raw one
+    pd.DataFrame({"smiles": smiles[4:], "gap_pred": pred[4:], "gap_std": 10 * std[4:], "gap_std_raw": std[4:],
+                  "name": ["r02_000", "r02_001"]}).to_csv(d2 / "batch.csv", index=False)
+    assert run.sigma_scales()["gap"] == pytest.approx(3.0)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"design": {k: v for k, v in DesignConfig(model="m").to_dict().items()
+                                                            if k != "calibrate"}, "goal": goal.to_dict(),
+                                                 "space": SearchSpace().to_dict()}))
+    resumed = DesignRun(old, DesignConfig(model="m"), goal, SearchSpace())
+    resumed.open()
+    assert resumed.cfg.calibrate is False
+    fresh = DesignRun(tmp_path / "new", DesignConfig(model="m"), goal, SearchSpace())
+    fresh.open()
+    assert fresh.cfg.calibrate is True

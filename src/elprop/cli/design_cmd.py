@@ -52,6 +52,12 @@ def add_parser(sub):
     r.add_argument("--gp", action="store_true",
                    help="also correct the surrogate by a Gaussian process (BoTorch, Tanimoto kernel on Morgan "
                         "counts) over its residuals on the verified molecules, refitted every round")
+    cal = r.add_mutually_exclusive_group()
+    cal.add_argument("--calibrate", dest="calibrate", action="store_true", default=None,
+                     help="scale σ by how far off the surrogate was on the molecules verified so far (the RMS of "
+                          "(prediction - label) / σ at proposal time, at least 1, from 5 labels on): on by default "
+                          "in a new run; a resumed run keeps its setting")
+    cal.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep the surrogate's own σ")
     r.add_argument("--oracle", default="dft", choices=("dft", "xtb"),
                    help="verification: dft (default; B3LYP/6-31G(2df,p) at a GFN2-xTB geometry, the QM9 level) or "
                         "xtb (GFN2-xTB, a stand-in for tests and quick tries)")
@@ -175,7 +181,8 @@ def run(args) -> int:
                        offspring=args.offspring, max_similarity=args.max_similarity, novel_only=args.novel_only,
                        novelty_reference=args.novelty_reference, finetune_epochs=args.finetune_epochs,
                        finetune_lr=args.finetune_lr, replay=args.replay, workers=args.workers,
-                       scheduler=args.scheduler, labels_dir=args.labels_dir, gp=args.gp)
+                       scheduler=args.scheduler, labels_dir=args.labels_dir, gp=args.gp,
+                       calibrate=args.calibrate)
     for line in goal.describe():
         print(f"goal: {line}")
     summary = DesignRun(args.out, cfg, goal, space, progress=not args.no_progress).run()

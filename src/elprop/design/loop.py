@@ -61,6 +61,7 @@ class DesignConfig:
     label_opt: str = "xtb"
     labels_dir: str | None = None  # the oracle's folder (default: OUT/labels); runs may share one
     gp: bool = False  # correct the surrogate by a GP on fingerprints over its residuals on verified molecules
+    calibrate: bool | None = None  # scale σ by the RMS z-score of verified proposals (None: on in a new run)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -69,6 +70,8 @@ class DesignConfig:
 
 # settings that may change between a run and its resume without changing what was computed
 RESUMABLE = ("rounds", "workers", "scheduler", "labels_dir")
+# settings added later, with the value that reproduces runs made before them (their config lacks the key)
+LEGACY = {"calibrate": False}
 
 
 class DesignRun:
@@ -82,6 +85,7 @@ class DesignRun:
             raise InputError("--rounds and --batch must be at least 1")
         self._models = {}
         self._gps = {}
+        self._scales = None  # (number of labels, σ factor per target)
         self._novel_ref = None
         self._verified_set = None  # SMILES already sent to the oracle (never proposed again)
         self.labels_dir = Path(cfg.labels_dir) if cfg.labels_dir else self.out / "labels"
@@ -100,11 +104,14 @@ class DesignRun:
         """Create the folder, or check that it holds a run of the same settings (a resume)."""
         config = {"design": self.cfg.to_dict(), "goal": self.goal.to_dict(), "space": self.space.to_dict()}
         path = self.out / "config.json"
-        if path.exists():
-            old = json.loads(path.read_text())
+        old = json.loads(path.read_text()) if path.exists() else None
+        if self.cfg.calibrate is None:  # on in a new run; a resumed run keeps what it did
+            self.cfg.calibrate = True if old is None else bool(old["design"].get("calibrate", LEGACY["calibrate"]))
+        config["design"] = self.cfg.to_dict()
+        if old is not None:
             diff = [k for k in ("goal", "space") if old.get(k) != json.loads(json.dumps(config[k]))]
             diff += [f"--{k.replace('_', '-')}" for k, v in config["design"].items()
-                     if k not in RESUMABLE and old["design"].get(k) != v]
+                     if k not in RESUMABLE and old["design"].get(k, LEGACY.get(k)) != v]
             if diff:
                 raise InputError(f"{self.out} holds a design run with other settings ({', '.join(diff)} differ); "
                                  "use a new --out, or the same options to resume")
@@ -136,7 +143,32 @@ class DesignRun:
                 df[f"{t}_pred"] += shift
                 df[f"{t}_std"] *= np.sqrt(shrink)
                 df[f"{t}_gp_shift"] = shift
+        if self.cfg.calibrate:
+            for t, scale in self.sigma_scales().items():
+                df[f"{t}_std_raw"] = df[f"{t}_std"]
+                df[f"{t}_std"] = df[f"{t}_std"] * scale
+                df[f"{t}_sigma_scale"] = scale
         return df
+
+    def sigma_scales(self) -> dict:
+        """Per goal target, the factor σ is multiplied by: the RMS of (prediction - label) / σ over every verified
+        proposal, with the prediction and σ it had when proposed (out of sample for the surrogate of its round),
+        at least 1 (σ is never made smaller than the model's own), and 1 before 5 such labels exist."""
+        lab = self.labels()
+        key = len(lab)
+        if self._scales is None or self._scales[0] != key:
+            scales = {t: 1.0 for t in self.goal.targets}
+            if len(lab):
+                prop = pd.concat(self.batches(), ignore_index=True).merge(
+                    lab[["name"] + [f"{t}_label" for t in self.goal.targets]], on="name")
+                for t in self.goal.targets:
+                    sd = prop[f"{t}_std_raw"].fillna(prop[f"{t}_std"]) if f"{t}_std_raw" in prop else prop[f"{t}_std"]
+                    z = ((prop[f"{t}_pred"] - prop[f"{t}_label"]) / sd).to_numpy(dtype=float)
+                    z = z[np.isfinite(z)]
+                    if len(z) >= 5:
+                        scales[t] = max(1.0, float(np.sqrt(np.mean(z ** 2))))
+            self._scales = (key, scales)
+        return self._scales[1]
 
     def residual_gps(self, model) -> dict:
         """Per goal target, the GP over ``model``'s residuals on the verified molecules (refitted when either

@@ -28,14 +28,19 @@ def replay_info(base_dir: Path, cfg: dict) -> dict | None:
     mix of new and replayed molecules, which cannot be replayed again)."""
     if cfg.get("replay"):
         return dict(cfg["replay"])
-    data = base_data(cfg)
+    data, spec = base_data(cfg), split_recipe(base_dir, cfg)
+    return {"data": data, "split": spec} if data and spec else None
+
+
+def split_recipe(base_dir: Path, cfg: dict) -> dict | None:
+    """The saved recipe of a model's random split (``split_spec``), or, for the first shipped model, which
+    predates it, the recipe from its config's sizes (``base_split`` checks it against its test_indices.json).
+    None when the split was not a reproducible random one."""
     spec = cfg.get("split_spec")
-    if spec is None and (base_dir / "test_indices.json").is_file():  # the first shipped model: its recipe
+    if spec is None and (base_dir / "test_indices.json").is_file():
         spec = {"kind": "random", "n_train": cfg.get("domain", {}).get("n_train"), "n_val": 10000,
                 "seed": cfg.get("split_seed", 0)}
-    if not data or not spec or spec.get("kind") != "random" or not spec.get("n_train"):
-        return None
-    return {"data": data, "split": spec}
+    return spec if spec and spec.get("kind") == "random" and spec.get("n_train") else None
 
 
 def base_split(base_dir: Path, cfg: dict, n: int) -> dict:
@@ -50,11 +55,8 @@ def base_split(base_dir: Path, cfg: dict, n: int) -> dict:
     for p in (base_dir / "split.json", base_dir.parent / "split.json"):
         if p.is_file():
             return load_split(p, n)
-    spec = cfg.get("split_spec")
-    if spec is None and (base_dir / "test_indices.json").is_file():
-        spec = {"kind": "random", "n_train": cfg.get("domain", {}).get("n_train"), "n_val": 10000,
-                "seed": cfg.get("split_seed", 0)}
-    if not spec or spec.get("kind") != "random" or not spec.get("n_train"):
+    spec = split_recipe(base_dir, cfg)
+    if spec is None:
         raise InputError(f"{base_dir}: no split.json or split recipe, so its training molecules (to replay) are "
                          "unknown; give --replay 0")
     sp = random_split(n, int(spec["n_train"]), int(spec["n_val"]), int(spec["seed"]))
