@@ -55,7 +55,21 @@ def _extended(a):
             + [a.GetNumRadicalElectrons(), n_lone, a.GetMass() / 100.0])
 
 
-FEATURE_SETS = {"element": _element, "ecfp": _ecfp, "extended": _extended}
+def _multi(a):
+    return _element(a) + _ecfp(a) + _extended(a)
+
+
+# "multi" stacks the three sets side by side for models that read each separately (``models.multirep``)
+FEATURE_SETS = {"element": _element, "ecfp": _ecfp, "extended": _extended, "multi": _multi}
+
+
+def multi_slices() -> dict[str, slice]:
+    """Where each feature set sits inside the "multi" features."""
+    out, start = {}, 0
+    for name in ("element", "ecfp", "extended"):
+        out[name] = slice(start, start + feature_dim(name))
+        start = out[name].stop
+    return out
 
 
 def feature_dim(feature_set: str) -> int:

@@ -95,6 +95,8 @@ def _rows(model, names, pred, smiles):
             row[f"{t.name}_std"] = num(pred.std, i, k)
             row[f"{t.name}_epistemic_std"] = num(epi, i, k)
         row["domain_score"], row["nn_similarity"] = num(dom, i), num(sim, i)
+        rw = getattr(pred, "rep_weights", None)
+        row["attention"] = {n: num(rw[1], i, k) for k, n in enumerate(rw[0])} if rw is not None else None
         row["warning"] = pred.flags[i]
         row["error"] = pred.errors.get(i, "")
         if not smiles[i] and not row["error"]:
@@ -134,15 +136,17 @@ def format_csv(model, rows) -> str:
     has_epi = any(r.get(f"{t}_epistemic_std") is not None for r in rows for t in targets)
     has_dom = any(r.get("domain_score") is not None for r in rows)
     keys = ["", "_std"] + (["_epistemic_std"] if has_epi else [])
+    att = next((list(r["attention"]) for r in rows if r.get("attention")), [])  # multirep: weight per representation
     w.writerow(["input", "smiles"] + [f"{t.name}{k} [{t.unit}]" for t in model.specs for k in keys]
-               + (["domain_score", "nn_similarity"] if has_dom else []) + ["warning", "error"])
+               + (["domain_score", "nn_similarity"] if has_dom else []) + [f"attention_{n}" for n in att]
+               + ["warning", "error"])
 
     def cell(v):
         return "" if v is None else f"{v:.6g}"
     for r in rows:
         w.writerow([r["input"], r["smiles"]] + [cell(r.get(f"{t}{k}")) for t in targets for k in keys]
                    + ([cell(r["domain_score"]), cell(r["nn_similarity"])] if has_dom else [])
-                   + [r["warning"], r["error"]])
+                   + [cell((r.get("attention") or {}).get(n)) for n in att] + [r["warning"], r["error"]])
     return buf.getvalue()
 
 
@@ -153,6 +157,7 @@ def format_json(model, rows) -> str:
                           "epistemic_std": r.get(f"{t.name}_epistemic_std"), "unit": t.unit} for t in model.specs}
         out.append({"input": r["input"], "smiles": r["smiles"], "predictions": preds,
                     "domain": {"score": r.get("domain_score"), "nn_similarity": r.get("nn_similarity")},
+                    **({"attention": r["attention"]} if r.get("attention") else {}),
                     "warning": r["warning"], "error": r["error"]})
     return json.dumps(out, indent=1) + "\n"
 

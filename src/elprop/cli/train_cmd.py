@@ -168,6 +168,9 @@ def run_train(args) -> int:
               f"{'on' if args.ckpt_on else 'off'}")
     if rep == "density-map":
         return _run_hk(args)
+    if args.model == "multirep":  # a bad --reps/--combine/--geometry mix fails before the data are read
+        from elprop.models.multirep import check_arch
+        check_arch(_arch(args))
     ds = load_data(data_spec(args, names))
     specs = resolve_targets(names, units=args.units, extensive=args.extensive, weights=args.target_weights,
                             data_units=ds.target_units)

@@ -147,6 +147,15 @@ def _bondgraph(extensive, in_dim, dim, layers, dropout, **arch):
     return BondGraphNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout, **arch)
 
 
+def _multirep(extensive, in_dim, dim, layers, dropout, **arch):
+    from elprop.core.dataset import InputError
+    from elprop.models.multirep import MultiRepNet
+    try:
+        return MultiRepNet(in_dim, extensive, dim=dim, layers=layers, dropout=dropout, **arch)
+    except ValueError as e:  # a bad --reps/--combine/--geometry combination: the user's to fix
+        raise InputError(str(e)) from None
+
+
 def _schnet(extensive, in_dim, dim, layers, dropout, **arch):
     from elprop.models.schnet import SchNet
     return SchNet(extensive, dim=dim, layers=layers, dropout=dropout)
@@ -166,6 +175,14 @@ def _hk(extensive, in_dim, dim, layers, dropout, **arch):
 for _f in [
     Family("bondgraph", "graph", "dense 2D bond-graph network over RDKit features", _bondgraph,
            ("features", "heads", "readout", "geometry")),
+    Family("multirep", "graph", "attention over several representations of each molecule (graphs under each "
+           "atom-feature set, a bag of atoms, MMFF distances)", _multirep,
+           ("readout", "geometry",
+            Option("--reps", "the representations, comma-separated, of element, ecfp, extended, bag, mmff "
+                             "(mmff needs --geometry; default: element,ecfp,extended,bag)", None),
+            Option("--combine", "how the representations are combined: a learned attention per molecule "
+                                "(default), plain concatenation, or their mean", None, None,
+                   ("attention", "concat", "mean")))),
     Family("schnet", "points", "SchNet continuous-filter convolutions over 3D distances", _schnet),
     Family("cnn3d", "volume", "residual Inception/SE 3D CNN over density grids", _cnn3d,
            ("pool", "augment", "tta", "channels", "device_memory")),

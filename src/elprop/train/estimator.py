@@ -26,6 +26,8 @@ class PropertyModel:
             raise InputError(f"unknown ensemble mode {ensemble_mode!r}; known: deep, snapshot")
         self.specs = resolve_targets(targets)  # names or TargetSpecs; the specs travel with the model
         from elprop.chem.features import FEATURE_SETS
+        if model == "multirep":  # it reads every atom-feature set, side by side
+            features = "multi"
         if features not in FEATURE_SETS:
             raise InputError(f"unknown feature set {features!r}; known: {', '.join(FEATURE_SETS)}")
         self.config = {"model": model, "targets": [t.name for t in self.specs],
@@ -221,6 +223,28 @@ class PropertyModel:
             epi[pos] = np.sqrt(var_e) * self.sigma_scale
         return mean, std, epi
 
+    def representation_weights(self, data, batch_size: int = 256):
+        """For a multi-representation model: (representation names, α [M, K]), each molecule's attention weight
+        on each representation, averaged over the ensemble members (NaN rows for invalid molecules); None for
+        other families."""
+        if not self.nets or getattr(self.nets[0], "combine", None) != "attention":
+            return None  # not a multirep model, or one that concatenates or averages (fixed, uniform weights)
+        from elprop.train.device import net_device, to_device
+        rep = data if hasattr(data, "batch") else self.represent(data)
+        ok = np.flatnonzero(rep.valid)
+        out = np.full((len(rep), len(self.nets[0].reps)), np.nan)
+        if len(ok):
+            acc = np.zeros((len(ok), out.shape[1]))
+            for net in self.nets:
+                net.eval()
+                dev = net_device(net)
+                with torch.no_grad():
+                    parts = [net.representation_weights(to_device(rep.batch(ok[s:s + batch_size]), dev)).cpu().numpy()
+                             for s in range(0, len(ok), batch_size)]
+                acc += np.concatenate(parts)
+            out[ok] = acc / len(self.nets)
+        return list(self.nets[0].reps), out
+
     def _predict_net(self, net, rep, idx):
         from elprop.train.loop import predict_scaled
         if not self.tta:
@@ -242,7 +266,8 @@ class PropertyModel:
         if self.ood_sigma is not None:  # outside the domain, the error model learned from out-of-domain labels
             out = np.array([bool(f) for f in flags])
             std[out] = np.sqrt(std[out] ** 2 + np.asarray(self.ood_sigma)[None, :] ** 2)
-        return Prediction(mean, std, flags, dict(rep.errors), rep, epi, dom["score"], dom["nn_similarity"])
+        weights = self.representation_weights(rep)  # multirep: each molecule's attention over its representations
+        return Prediction(mean, std, flags, dict(rep.errors), rep, epi, dom["score"], dom["nn_similarity"], weights)
 
     def fit_ood_sigma(self, smiles, y, log=print):
         """σ for molecules outside the domain: the RMS error of this model on the labelled molecules ``smiles``
@@ -369,6 +394,7 @@ class Prediction:
     epistemic: np.ndarray | None = None  # the ensemble members' spread [molecules, targets]
     domain_score: np.ndarray | None = None  # larger: farther from the training data (train.domain)
     nn_similarity: np.ndarray | None = None  # Tanimoto similarity to the nearest training molecule
+    rep_weights: tuple | None = None  # multirep: (representation names, attention weights [molecules, K])
 
     def __iter__(self):  # mean, std, flags = model.predict(...)
         return iter((self.mean, self.std, self.flags))

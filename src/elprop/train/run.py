@@ -104,6 +104,7 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
             rows += r
     write_csv(run_dir / "metrics.csv", [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
                                        for r in rows])
+    card_extra += _attention_report(est, ds, sp, rep, run_dir)
     hist = []
     runs = [("snapshots", "checkpoints/snapshots")] if ensemble_mode == "snapshot" and ensemble > 1 else \
         [(k, f"checkpoints/member_{k}") for k in range(ensemble)]
@@ -127,6 +128,26 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     est.save(run_dir / "model", card=card, extra=extra)
     return est, rows
 
+
+
+def _attention_report(est, ds, sp, rep, run_dir) -> str:
+    """multirep: attention.csv (each test molecule's weight on each representation) and attention_summary.csv
+    (mean weights by chemical class); a line for the model card. Empty for other families."""
+    name = "test" if len(sp.get("test", [])) else "val"
+    idx = np.asarray(sp.get(name, []), dtype=np.int64)
+    if not len(idx):
+        return ""
+    got = est.representation_weights(rep.subset(idx))
+    if got is None:
+        return ""
+    from elprop.report.attention import attention_tables
+    names, w = got
+    per, summary = attention_tables(np.asarray(ds.smiles, dtype=object)[idx], names, w)
+    for fname, df in (("attention.csv", per), ("attention_summary.csv", summary)):
+        atomic_write(run_dir / fname, lambda tmp, df=df: df.to_csv(tmp, index=False, float_format="%.4g"))
+    mean = summary.iloc[0]
+    return ("\n\nAttention over representations (mean weight on the " + name + " molecules; by chemical class in "
+            "attention_summary.csv): " + ", ".join(f"{n} {mean[f'attention_{n}']:.2f}" for n in names) + ".")
 
 
 def _by_member(hist):
