@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+
+STARTED = time.time()  # when the command started (before its heavy imports): `train --total-budget` counts from here
 
 EPILOG = """examples:
   elprop predict "c1ccccc1O"                     HOMO, LUMO, gap ... of phenol with the shipped model

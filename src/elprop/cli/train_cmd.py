@@ -101,6 +101,10 @@ def add_train_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="seed for split, initialisation and batch order")
     p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: 100)")
     p.add_argument("--time-budget", type=float, help="training time budget in seconds (summed over resumes)")
+    p.add_argument("--total-budget", type=float, metavar="S",
+                   help="wall-clock seconds for this command's start-up, data loading, featurisation and training "
+                        "together: training gets what is left (for comparisons at equal budget; evaluation after "
+                        "training is not counted)")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine-decayed (default: 1e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay (default: 1e-5)")
@@ -180,7 +184,13 @@ def run_train(args) -> int:
         print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets "
               f"{', '.join(t.label for t in specs)}")
     weights = [t.weight for t in specs] if any(t.weight != 1.0 for t in specs) else None
-    est, rows = train_run(ds, run_dir, model=args.model, targets=specs, features=args.features,
+    if args.total_budget is not None and args.total_budget <= 0:
+        raise InputError("--total-budget must be positive")
+    deadline = None
+    if args.total_budget is not None:
+        from elprop.cli.main import STARTED
+        deadline = STARTED + args.total_budget
+    est, rows = train_run(ds, run_dir, model=args.model, targets=specs, features=args.features, deadline=deadline,
                         dim=args.dim, layers=args.layers, ensemble=args.ensemble, split=args.split,
                         split_file=args.split_file, n_train=n_train, n_val=n_val, seed=args.seed,
                         epochs=args.epochs, time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,

@@ -208,7 +208,12 @@ def dataset_graphs(ds: Dataset, feature_set: str = "extended", cache: bool = Tru
         for a in (ds.offsets, ds.z, ds.pos):
             h.update(np.ascontiguousarray(a).tobytes())
     key = h.hexdigest()[:16]
-    path = cache_dir() / f"graphs-{tag}-{key}.npz"
+    import os
+    from pathlib import Path
+    # ELPROP_GRAPH_CACHE: a folder of its own for these files (benchmarks time featurisation in a cold one)
+    folder = Path(os.environ["ELPROP_GRAPH_CACHE"]) if os.environ.get("ELPROP_GRAPH_CACHE") else cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"graphs-{tag}-{key}.npz"
     if cache and path.exists():
         with np.load(path) as f:
             errs = {int(i): str(e) for i, e in zip(f["err_idx"], f["err_msg"])}

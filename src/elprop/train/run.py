@@ -36,10 +36,11 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
               epochs=100, time_budget=None, batch_size=128, lr=1e-3, weight_decay=1e-5, dropout=0.0, ema=0.0,
               progress=True, log=print, card_extra="", channels=None, arch=None, tta=0, device="cpu", amp=False,
               checkpointing=False, target_weights=None, trainer=None, ensemble_mode="deep", init_model=None,
-              new_rows=None, init_note="", fit_ood=True, model_extra=None):
+              new_rows=None, init_note="", fit_ood=True, model_extra=None, deadline=None):
     """Train and evaluate, writing ``run_dir``. ``split``: random, scaffold, file, or a dict of row indices of
     ``ds`` (fine-tuning builds its own). ``init_model``: a loaded PropertyModel to continue (its weights, target
-    scaler and applicability domain; ``new_rows`` are the rows of ``ds`` that are new to it). When ``ds`` was cut
+    scaler and applicability domain; ``new_rows`` are the rows of ``ds`` that are new to it). ``deadline``: a
+    time.time() by which training must end (``--total-budget``): the time budget becomes what featurisation left. When ``ds`` was cut
     from larger data (``--limit``: its ``parent_index``), split.json holds indices of the larger data, so ``elprop evaluate`` on the full data
     scores the same molecules. ``targets``: names or TargetSpecs."""
     run_dir = Path(run_dir)
@@ -66,6 +67,10 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
             sp = make_split(split, len(ds), ds.smiles, n_train, n_val, seed)
         save_split({k: ds.record_index[v] for k, v in sp.items()}, split_path)
     split_name = "given" if isinstance(split, dict) else split
+    used = np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in sp.values()]))
+    if init_model is None and len(used) < len(ds):  # a split file over larger data: represent only its molecules
+        ds = ds.subset(used)  # (record indices, and so split.json, still refer to the full data)
+        sp = {k: np.searchsorted(used, np.asarray(v, dtype=np.int64)) for k, v in sp.items()}
     config = dict(model=model, targets=list(targets), units={t.name: t.unit for t in specs},
                   target_specs=[t.to_dict() for t in specs], features=features, dim=dim,
                   layers=layers, ensemble=ensemble, ensemble_mode=ensemble_mode, split=split_name,
@@ -91,6 +96,18 @@ def train_run(ds: Dataset, run_dir, *, model="bondgraph", targets=("homo", "lumo
     est.tta = tta  # used by the validation-set calibration and the metrics below, and saved with the model
     t0 = time.time()
     rep = est.represent(ds)  # once, for training and for the evaluation below
+    represent_s = time.time() - t0
+    if deadline is not None:  # --total-budget: training gets what start-up and featurisation left
+        left = deadline - time.time()
+        if left <= 1:
+            raise InputError(f"--total-budget: start-up and featurisation took the whole budget "
+                             f"({represent_s:.0f} s featurising); give more")
+        time_budget = left if time_budget is None else min(time_budget, left)
+        log(f"total budget: {represent_s:.0f} s featurising, {left:.0f} s left for training")
+        config["time_budget_s"] = round(time_budget, 1)
+        config["total_budget_deadline"] = deadline
+    config["represent_s"] = round(represent_s, 1)
+    atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
     est.fit(ds, sp, run_dir / "checkpoints", epochs=epochs, time_budget=time_budget, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, ema=ema, rep=rep, progress=progress, log=log, device=device, amp=amp,
             checkpointing=checkpointing, target_weights=target_weights, trainer=trainer)
