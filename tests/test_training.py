@@ -149,3 +149,24 @@ def test_sigma_calibration_on_validation(qm9_small, tmp_path):
     back = PropertyModel.load(tmp_path / "m")
     assert np.allclose(back.sigma_scale, est.sigma_scale)
     assert np.allclose(back.predict_rep(rep, sp["val"])[1], std)
+
+
+def test_total_budget_counts_featurisation_and_split_file_reads_only_its_molecules(tmp_path):
+    """--total-budget: training gets what start-up and featurisation left; a split file over all of QM9 featurises
+    only the molecules it names, and split.json still holds QM9 indices."""
+    import json
+
+    from conftest import run_cli
+    split = {"train": list(range(0, 300)), "val": list(range(50000, 50060)), "test": list(range(90000, 90060))}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    r = run_cli("train", "--data", "qm9", "--split", "file", "--split-file", tmp_path / "split.json", "--targets",
+                "gap", "--total-budget", "120", "--epochs", "2", "--dim", "16", "--layers", "1", "--out",
+                tmp_path / "run", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["n_molecules"] == 420 and 0 < cfg["time_budget_s"] < 120 and cfg["represent_s"] >= 0
+    assert "s left for training" in r.stdout
+    saved = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert {k: sorted(v) for k, v in saved.items()} == split
+    r = run_cli("train", "--data", "qm9", "--limit", "50", "--total-budget", "0", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "--total-budget must be positive" in r.stderr and not (tmp_path / "o").exists()

@@ -172,6 +172,8 @@ def run_train(args) -> int:
               f"{'on' if args.ckpt_on else 'off'}")
     if rep == "density-map":
         return _run_hk(args)
+    if args.total_budget is not None and args.total_budget <= 0:
+        raise InputError("--total-budget must be positive")
     if args.model == "multirep":  # a bad --reps/--combine/--geometry mix fails before the data are read
         from elprop.models.multirep import check_arch
         check_arch(_arch(args))
@@ -184,8 +186,6 @@ def run_train(args) -> int:
         print(f"run {run_dir}: {args.model} on {ds.source} ({len(ds):,} molecules), targets "
               f"{', '.join(t.label for t in specs)}")
     weights = [t.weight for t in specs] if any(t.weight != 1.0 for t in specs) else None
-    if args.total_budget is not None and args.total_budget <= 0:
-        raise InputError("--total-budget must be positive")
     deadline = None
     if args.total_budget is not None:
         from elprop.cli.main import STARTED
