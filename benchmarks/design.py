@@ -132,6 +132,18 @@ def diagnose(prop: pd.DataFrame, target: str, window: tuple[float, float] | None
     return out
 
 
+def method_summary(run: Path, target: str, task: dict) -> dict:
+    from elprop.design.loop import summarize
+    prop = pd.read_csv(run / "proposals.csv")
+    prop = prop[prop["verified"].astype(bool) | prop["ok"].notna()]  # proposals the oracle has answered
+    s = summarize(prop)
+    s["oracle_s"] = float(prop["label_s"].sum())
+    s["surrogate_mae_per_round"] = round_mae(prop, target)
+    s["novel_fraction"] = float(prop["novel"].mean()) if prop["novel"].notna().any() else None
+    s["diagnosis"] = diagnose(prop, target, task.get("window"))
+    return s
+
+
 def round_mae(prop: pd.DataFrame, target: str) -> dict:
     out = {}
     for k, g in prop.groupby("round"):
@@ -153,8 +165,9 @@ def main() -> int:
     ap.add_argument("--library-size", type=int, default=20000)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/out/design"))
     ap.add_argument("--sync", action="store_true", help="only save the oracle results and batches into git's copy")
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: tabulate the methods' runs as they stand (unfinished ones marked by their calls)")
     a = ap.parse_args()
-    from elprop.design.loop import summarize
     task = TASKS[a.task]
     base = Path(a.out) / f"task{a.task}"
     base.mkdir(parents=True, exist_ok=True)
@@ -172,6 +185,10 @@ def main() -> int:
                "methods": {}}
     target = task["target"]
     for m in methods:
+        if a.report:
+            if (base / m / "proposals.csv").exists():
+                results["methods"][m] = method_summary(base / m, target, task)
+            continue
         cmd = [sys.executable, "-m", "elprop.cli.main", "design", "--model", a.model, "--rounds", str(a.rounds),
                "--batch", str(a.batch), "--seed", str(a.seed), "--oracle", a.oracle, "--workers", str(a.workers),
                "--labels-dir", str(base / "labels"), "--out", str(base / m), "--no-progress", *METHODS[m]]
@@ -197,13 +214,8 @@ def main() -> int:
             from elprop.label.run import assemble_all
             assemble_all(base / "labels")
             keep.write_text((base / "labels" / "labels.csv").read_text())
-        prop = pd.read_csv(base / m / "proposals.csv")
-        s = summarize(prop)
+        s = method_summary(base / m, target, task)
         s["wall_s_this_call"] = round(time.time() - t0, 1)
-        s["oracle_s"] = float(prop["label_s"].sum())
-        s["surrogate_mae_per_round"] = round_mae(prop, target)
-        s["novel_fraction"] = float(prop["novel"].mean()) if prop["novel"].notna().any() else None
-        s["diagnosis"] = diagnose(prop, target, task.get("window"))
         results["methods"][m] = s
         (base.parent / f"design-task{a.task}.json").write_text(json.dumps(results, indent=1))
     lines = [f"Task {a.task}: {' '.join(task['objective'] + task['constraint'])}"
