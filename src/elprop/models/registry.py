@@ -74,8 +74,8 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in [
                      "work; default 1)", 1, int),
     Option("--augment", _AUGMENT_HELP, None, None, ("so3", "octahedral", "none")),
     # options of the run rather than the network (not passed to build)
-    Option("--features", "atom feature set (default: extended)", "extended", None,
-           ("element", "ecfp", "extended"), arch=False),
+    Option("--features", "atom feature set (default: extended; multi: the three side by side, which multirep "
+                         "always reads)", "extended", None, ("element", "ecfp", "extended", "multi"), arch=False),
     Option("--tta", "test-time augmentation, averaging predictions over this many random rotations", 0, int,
            arch=False),
     Option("--crop", "train on random sub-cubes of this many voxels per side around the molecule (a multiple of "
