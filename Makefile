@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench bench-density devset clean
+.PHONY: setup run test bench bench-density devset clean browser
 DEV ?= benchmarks/out/dev.zarr
 
 $(STAMP): pyproject.toml
@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_CPU)" || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e ".[test,bench]"
+	# 3Dmol.js for `elprop serve` (npm registry; served locally, no CDN)
+	mkdir -p $(VENV)/npm && (cd $(VENV)/npm && npm install --no-audit --no-fund --silent 3dmol@2.5.5) \
+		|| echo "npm unavailable: elprop serve will show no 3D view"
 	touch $(STAMP)
+
+# Debian's chromium and its driver for the headless-browser test of `elprop serve` (skipped without them)
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) \
+		>/dev/null 2>&1) || echo "chromium not installed: the browser test of elprop serve will be skipped"
 
 setup: $(STAMP)
 
@@ -24,7 +33,7 @@ run: $(STAMP)
 	$(BIN)/elprop data info qm9
 	$(BIN)/elprop predict "c1ccccc1O" "CC(=O)O" "C#N" "OCC(O)CO" "c1ccncc1"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -26,7 +26,7 @@ EPILOG = """examples:
 def build_parser() -> argparse.ArgumentParser:
     from elprop import __version__
     from elprop.cli import (data_cmd, density_cmd, design_cmd, label_cmd, materials_cmd, predict_cmd,
-                            predict_density_cmd,
+                            predict_density_cmd, serve_cmd,
                             subgraph_cmd, train_cmd)
 
     p = argparse.ArgumentParser(prog="elprop", description="Instant predictions of electronic properties of "
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_density_cmd.add_parser(sub)
     subgraph_cmd.add_parser(sub)
     materials_cmd.add_parser(sub)
+    serve_cmd.add_parser(sub)
     return p
 
 

@@ -1,0 +1,107 @@
+"""Run folders under ``--runs``: what kind each is, and what the page shows of it.
+
+A folder is a run by what it holds (the files each command writes):
+- ``training``: ``model/config.json`` and ``metrics.csv`` (``elprop train``);
+- ``design``: ``proposals.csv`` (``elprop design``);
+- ``screen``: ``summary.json`` and ``top.csv`` (``elprop screen``);
+- ``labels``: ``labels.csv`` beside ``results/`` (``elprop label``);
+- ``subgraph``: ``selected.csv`` or ``report.html`` with a ``model.json`` (``elprop subgraph fit``);
+- ``materials``: ``learning_curve.csv`` (``elprop materials``).
+Folders are searched two levels deep; a run's own subfolders are not runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+KINDS = ("training", "design", "screen", "labels", "subgraph", "materials")
+
+
+@dataclass
+class Run:
+    id: str
+    path: Path
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def kind_of(d: Path) -> str | None:
+    if (d / "model" / "config.json").is_file() and (d / "metrics.csv").is_file():
+        return "training"
+    if (d / "proposals.csv").is_file():
+        return "design"
+    if (d / "summary.json").is_file() and (d / "top.csv").is_file():
+        return "screen"
+    if (d / "labels.csv").is_file() and (d / "results").is_dir():
+        return "labels"
+    if (d / "selected.csv").is_file() or ((d / "report.html").is_file() and (d / "model.json").is_file()):
+        return "subgraph"
+    if (d / "learning_curve.csv").is_file():
+        return "materials"
+    return None
+
+
+def find_runs(roots: list[Path], depth: int = 2) -> list[Run]:
+    """Every run folder under ``roots`` (the roots themselves included), sorted by kind then path."""
+    runs, seen = [], set()
+
+    def visit(d: Path, level: int):
+        if not d.is_dir() or d.resolve() in seen:
+            return
+        seen.add(d.resolve())
+        k = kind_of(d)
+        if k:
+            runs.append(Run(hashlib.sha1(str(d.resolve()).encode()).hexdigest()[:10], d, k))
+            return
+        if level < depth:
+            for c in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                visit(c, level + 1)
+    for r in roots:
+        visit(Path(r), 0)
+    return sorted(runs, key=lambda r: (KINDS.index(r.kind), str(r.path)))
+
+
+def read_table(path: Path, page: int, per_page: int = 100, sort: str | None = None,
+               descending: bool = False) -> tuple[pd.DataFrame, int]:
+    """One page of a CSV (sorted by ``sort`` if it is a column) and the number of rows; large files are read once
+    per request, never inlined whole."""
+    df = pd.read_csv(path)
+    if sort and sort in df.columns:
+        df = df.sort_values(sort, ascending=not descending, kind="stable")
+    n = len(df)
+    page = max(1, page)
+    return df.iloc[(page - 1) * per_page: page * per_page], n
+
+
+def training_summary(d: Path) -> dict:
+    cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
+    metrics = pd.read_csv(d / "metrics.csv")
+    plots = sorted(p.name for p in (d / "plots").glob("*.png")) if (d / "plots").is_dir() else []
+    hist = pd.read_csv(d / "history.csv") if (d / "history.csv").is_file() else None
+    return {"config": cfg, "metrics": metrics, "plots": plots, "history": hist}
+
+
+def design_summary(d: Path) -> dict:
+    prop = pd.read_csv(d / "proposals.csv")
+    rounds = []
+    for k, g in prop.groupby("round"):
+        hit = g["hit"].astype(bool) if "hit" in g else pd.Series(False, index=g.index)
+        rounds.append({"round": int(k), "calls": len(g), "hits": int(hit.sum()),
+                       "hit_rate": float(hit.mean()) if len(g) else 0.0})
+    return {"rounds": rounds, "n": len(prop), "columns": list(prop.columns)}
+
+
+def model_dirs(roots: list[Path]) -> list[Path]:
+    """Saved property models under the roots: training runs' ``model/`` folders and design runs' fine-tuned ones."""
+    out = [r.path / "model" for r in find_runs(roots) if r.kind == "training"]
+    for r in find_runs(roots):
+        if r.kind == "design":
+            out += sorted(p.parent for p in (r.path / "models").glob("*/model/config.json"))
+    return out

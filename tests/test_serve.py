@@ -1,0 +1,85 @@
+"""elprop serve: every route answers, bad input is a message on the page (never a 500), big tables are paged."""
+import io
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elprop.serve.app import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    d = root / "design-a"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    n = 10000
+    pd.DataFrame({"smiles": ["CCO"] * n, "round": np.repeat(np.arange(1, 5), n // 4),
+                  "gap_pred": rng.normal(6, 1, n), "gap_label": rng.normal(6, 1, n),
+                  "hit": rng.random(n) < 0.2}).to_csv(d / "proposals.csv", index=False)
+    (root / "empty-folder").mkdir()
+    app = create_app([tiny_model[0].parent, root])
+    app.testing = True
+    return app.test_client()
+
+
+def _runs(client):
+    return re.findall(r"/runs/([0-9a-f]{10})", client.get("/runs").get_data(as_text=True))
+
+
+def test_pages_answer(client):
+    for url in ("/", "/predict", "/runs", "/molecule?smiles=c1ccccc1O"):
+        r = client.get(url)
+        assert r.status_code == 200, url
+    page = client.get("/runs").get_data(as_text=True)
+    assert "training" in page and "design" in page
+    for rid in _runs(client):
+        assert client.get(f"/runs/{rid}").status_code == 200
+
+
+def test_predict_table_depictions_and_csv(client):
+    r = client.post("/predict", data={"smiles": "CCO\nnot-a-smiles\nc1ccccc1O", "model": "shipped"})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and page.count("<svg") == 2 and "invalid SMILES" in page
+    assert "gap [eV]" in page and "±" in page
+    token = re.search(r"/download/([0-9a-f]+)\.csv", page).group(1)
+    csv = client.get(f"/download/{token}.csv")
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    assert csv.get_data(as_text=True).splitlines()[0].startswith("input,smiles,homo [eV]")
+    up = client.post("/predict", data={"smiles": "", "model": "shipped",
+                                       "file": (io.BytesIO(b"smiles,name\nCCN,ethylamine\nC#N,hcn\n"), "mine.csv")},
+                     content_type="multipart/form-data")
+    assert up.status_code == 200 and "2 molecule(s)" in up.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("data,msg", [
+    ({"smiles": ""}, "give one or more SMILES"),
+    ({"smiles": "", "file": (io.BytesIO(b""), "empty.smi")}, "empty.smi: the file is empty"),
+    ({"smiles": "", "file": (io.BytesIO(b"garbage\x00"), "bad.sdf")}, "bad.sdf"),
+    ({"smiles": "", "file": (io.BytesIO(b"a,b\n1,2\n"), "nosmiles.csv")}, "no SMILES column"),
+    ({"smiles": "", "file": (io.BytesIO(b"CCO\n"), "mols.docx")}, "give a .smi"),
+    ({"smiles": "CCO", "model": "/etc"}, "unknown model"),
+    ({"smiles": "[Xe]"}, "could not be predicted"),
+])
+def test_bad_input_is_a_message_not_a_500(client, data, msg):
+    r = client.post("/predict", data=data, content_type="multipart/form-data")
+    page = r.get_data(as_text=True)
+    assert r.status_code in (200, 400) and msg in page
+
+
+@pytest.mark.parametrize("url,code", [("/molecule?smiles=xx", 400), ("/molecule", 400), ("/runs/0000000000", 404),
+                                      ("/download/nothere.csv", 404), ("/nowhere", 404)])
+def test_bad_urls(client, url, code):
+    assert client.get(url).status_code == code
+
+
+def test_big_design_table_is_paged_and_sortable(client):
+    rid = next(i for i in _runs(client) if "design-a" in client.get(f"/runs/{i}").get_data(as_text=True))
+    page = client.get(f"/runs/{rid}").get_data(as_text=True)
+    assert "10000 rows" in page and "page 1 of 100" in page and page.count("<tr>") < 120
+    assert "Hit rate per round" in page
+    r = client.get(f"/runs/{rid}?page=100&sort=gap_pred&desc=1")
+    assert r.status_code == 200 and "page 100 of 100" in r.get_data(as_text=True)
+    assert client.get(f"/runs/{rid}/file/../../etc/passwd").status_code == 404
