@@ -83,3 +83,37 @@ def test_big_design_table_is_paged_and_sortable(client):
     r = client.get(f"/runs/{rid}?page=100&sort=gap_pred&desc=1")
     assert r.status_code == 200 and "page 100 of 100" in r.get_data(as_text=True)
     assert client.get(f"/runs/{rid}/file/../../etc/passwd").status_code == 404
+
+
+def test_molecule_densities_promolecular_hk_dft_and_differences(hk_store, tmp_path, cli):
+    """The molecule page offers the HK map's density when one is under --runs, and the DFT density (and the
+    differences) when a --store holds the molecule; each comes as a cube file with the right atoms."""
+    from urllib.parse import quote
+
+    from elprop.density.store import DensityStore
+    res = cli("train", "--model", "hk-unet", "--density-store", hk_store, "--dim", "8", "--layers", "2", "--epochs",
+              "1", "--batch-size", "2", "--out", tmp_path / "runs" / "hk", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    st = DensityStore(hk_store)
+    smiles = str(st.root["smiles"][3])
+    c = create_app([tmp_path / "runs"], stores=[hk_store]).test_client()
+    page = c.get(f"/molecule?smiles={quote(smiles)}").get_data(as_text=True)
+    hk = str(tmp_path / "runs" / "hk" / "model")
+    for kind in ("promolecular", f"hk:{hk}", f"hk-pro:{hk}", "dft", "dft-pro", "dft-hk"):
+        assert f'value="{kind}"' in page, kind
+        r = c.get(f"/molecule/density.cube?smiles={quote(smiles)}&kind={quote(kind)}")
+        assert r.status_code == 200, (kind, r.get_data(as_text=True)[:200])
+        lines = r.get_data(as_text=True).splitlines()
+        n_atoms = int(lines[2].split()[0])
+        values = np.array(" ".join(lines[6 + n_atoms:]).split(), dtype=float)
+        assert len(values) == int(lines[3].split()[0]) ** 3 and np.isfinite(values).all()
+        if "-" in kind.split(":")[0]:
+            assert values.min() < 0 < values.max(), kind  # a difference density has both signs
+        else:
+            assert values.min() >= -1e-6 and values.max() > 0, kind
+    z, _ = st.atoms(3)
+    xyz = c.get(f"/molecule/structure.xyz?smiles={quote(smiles)}&source=store").get_data(as_text=True)
+    assert int(xyz.splitlines()[0]) == len(z)
+    other = c.get("/molecule?smiles=c1ccccc1O").get_data(as_text=True)
+    assert 'value="dft"' not in other and f'value="hk:{hk}"' in other  # no store holds phenol
+    assert c.get("/molecule/density.cube?smiles=c1ccccc1O&kind=dft").status_code == 400

@@ -25,6 +25,9 @@ def add_parser(sub):
                    help="folders holding run folders (searched two levels deep)")
     p.add_argument("--model", action="append", default=[], metavar="DIR",
                    help="also offer this saved model on the predict page (repeatable)")
+    p.add_argument("--store", action="append", default=[], metavar="ZARR",
+                   help="a density store: the molecule page shows its DFT density (and differences) for the "
+                        "molecules it holds (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -35,8 +38,15 @@ def run(args) -> int:
     for d in args.model:
         if not (Path(d) / "config.json").is_file():
             raise InputError(f"--model {d}: not a saved model (no config.json)")
+    for d in args.store:
+        from elprop.density.store import DensityStore
+        try:
+            DensityStore(d)
+        except Exception as e:
+            raise InputError(f"--store {d}: not a density store ({e})") from None
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port}: give 1-65535")
     from elprop.serve.app import serve
-    serve(args.host, args.port, [Path(d) for d in args.runs], [Path(d) for d in args.model])
+    serve(args.host, args.port, [Path(d) for d in args.runs], [Path(d) for d in args.model],
+          [Path(d) for d in args.store])
     return 0

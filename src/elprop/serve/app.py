@@ -39,9 +39,10 @@ def depict(smiles: str, size: int = 160) -> str:
     return svg[svg.index("<svg"):]
 
 
-def create_app(runs_dirs=(), models=None) -> Flask:
-    """``runs_dirs``: folders searched for run folders; ``models``: extra saved models offered on the predict page
-    (the shipped one is always offered)."""
+def create_app(runs_dirs=(), models=None, stores=()) -> Flask:
+    """``runs_dirs``: folders searched for run folders (and their models); ``models``: extra saved models offered on
+    the predict page (the shipped one is always offered); ``stores``: density stores whose DFT densities the
+    molecule page shows for the molecules they hold."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
     roots = [Path(r) for r in runs_dirs]
@@ -141,8 +142,13 @@ def create_app(runs_dirs=(), models=None) -> Flask:
         except Exception as e:
             return render_template("message.html", title="Molecule", message=f"model: {e}"), 400
         row = predict_records(model, [Molecule(np.zeros(0, np.int64), smiles=smiles, name=smiles)])[0]
+        kinds = density_kinds(smiles)
+        density = request.args.get("density", "promolecular")
+        if density not in dict(kinds):
+            density = "promolecular"
         return render_template("molecule.html", row=row, specs=model.specs, svg=depict(smiles, 260), model_key=key,
-                               has_3dmol=threedmol_path() is not None)
+                               has_3dmol=threedmol_path() is not None, kinds=kinds, density=density,
+                               density_label=dict(kinds)[density], signed="-" in density.split(":")[0])
 
     @app.route("/static/3Dmol-min.js")
     def threedmol():
@@ -153,28 +159,91 @@ def create_app(runs_dirs=(), models=None) -> Flask:
 
     @app.route("/molecule/structure.xyz")
     def structure():
-        mol = _structure(request.args.get("smiles", ""))
-        if isinstance(mol, str):
-            return Response(mol, status=400, mimetype="text/plain")
+        """The MMFF94 conformer, or with ?source=store the geometry of the store that holds the molecule."""
         from elprop.core.dataset import SYMBOLS
-        text = f"{len(mol.z)}\n{mol.smiles}\n" + "".join(
-            f"{SYMBOLS[int(a)]} {x:.5f} {y:.5f} {w:.5f}\n" for a, (x, y, w) in zip(mol.z, mol.pos))
+        smiles = request.args.get("smiles", "")
+        rec = store_record(smiles) if request.args.get("source") == "store" and stores else None
+        if rec is not None:
+            z, pos = rec[0].atoms(rec[1])
+        else:
+            mol = _structure(smiles)
+            if isinstance(mol, str):
+                return Response(mol, status=400, mimetype="text/plain")
+            z, pos = mol.z, mol.pos
+        text = f"{len(z)}\n{smiles}\n" + "".join(
+            f"{SYMBOLS[int(a)]} {x:.5f} {y:.5f} {w:.5f}\n" for a, (x, y, w) in zip(z, pos))
         return Response(text, mimetype="chemical/x-xyz")
+
+    def hk_choices() -> list[Path]:
+        return runs_mod.hk_models(roots)
+
+    def store_record(smiles: str):
+        """(store, record) of the first --store holding this molecule with a finished DFT density, or None."""
+        from elprop.density.store import DONE, DensityStore
+        key = _canonical(smiles)
+        for path in stores:
+            st = DensityStore(path)
+            if "dft" not in st.kinds:
+                continue
+            done = st.status("dft") == DONE
+            for i, s in enumerate(st.root["smiles"][:]):
+                if done[i] and _canonical(str(s)) == key:
+                    return st, i
+        return None
+
+    def density_kinds(smiles: str) -> list[tuple[str, str]]:
+        """(value, label) of the densities the molecule page can show for this molecule."""
+        out = [("promolecular", "promolecular (free atoms)")]
+        for d in hk_choices():
+            out += [(f"hk:{d}", f"HK-predicted ({d})"), (f"hk-pro:{d}", f"HK − promolecular ({d})")]
+        if stores and store_record(smiles) is not None:
+            out += [("dft", "DFT (density store)"), ("dft-pro", "DFT − promolecular"),
+                    ("dft-hk", "DFT − HK-predicted (first HK map)")] if hk_choices() else \
+                [("dft", "DFT (density store)"), ("dft-pro", "DFT − promolecular")]
+        return out
 
     @app.route("/molecule/promolecular.cube")
     def promolecular_cube():
-        mol = _structure(request.args.get("smiles", ""))
-        if isinstance(mol, str):
-            return Response(mol, status=400, mimetype="text/plain")
+        return density_cube_response(request.args.get("smiles", ""), "promolecular")
+
+    @app.route("/molecule/density.cube")
+    def density_cube():
+        return density_cube_response(request.args.get("smiles", ""), request.args.get("kind", "promolecular"))
+
+    def density_cube_response(smiles: str, kind: str):
         from elprop.density.cube import write_cube
         from elprop.density.grid import molecule_grid
         from elprop.density.promolecular import promolecular_density
-        extent = float(np.ptp(mol.pos, axis=0).max()) + 6.0  # Å: the molecule and 3 Å around it
-        grid = molecule_grid(mol.pos, n=32, box=extent)
-        rho = promolecular_density(mol.z, mol.pos, grid)
+        if kind not in dict(density_kinds(smiles)):
+            return Response(f"density {kind!r} is not available for this molecule", status=400, mimetype="text/plain")
+        if kind.startswith("dft"):
+            st, i = store_record(smiles)
+            z, pos = st.atoms(i)
+            grid = st.grid(i)
+            rho = st.read(i, ["dft"])[0]
+            if kind == "dft-pro":
+                rho = rho - promolecular_density(z, pos, grid)
+            elif kind == "dft-hk":
+                hk_grid, hk = _hk_model(hk_choices()[0]).predict_molecule(z, pos)
+                if hk_grid.n != grid.n or abs(hk_grid.spacing - grid.spacing) > 1e-6:
+                    return Response("the HK map's grid differs from the store's", status=400, mimetype="text/plain")
+                rho = rho - hk
+        else:
+            mol = _structure(smiles)
+            if isinstance(mol, str):
+                return Response(mol, status=400, mimetype="text/plain")
+            z, pos = mol.z, mol.pos
+            if kind == "promolecular":
+                extent = float(np.ptp(pos, axis=0).max()) + 6.0  # Å: the molecule and 3 Å around it
+                grid = molecule_grid(pos, n=32, box=extent)
+                rho = promolecular_density(z, pos, grid)
+            else:  # hk:<model> or hk-pro:<model>
+                grid, rho = _hk_model(Path(kind.split(":", 1)[1])).predict_molecule(z, pos)
+                if kind.startswith("hk-pro:"):
+                    rho = rho - promolecular_density(z, pos, grid)
         with tempfile.TemporaryDirectory() as tmp:
-            text = write_cube(Path(tmp) / "rho.cube", rho, grid, mol.z, mol.pos,
-                              comment=f"promolecular density of {mol.smiles}").read_text()
+            text = write_cube(Path(tmp) / "rho.cube", rho, grid, z, pos,
+                              comment=f"{kind} density of {smiles}").read_text()
         return Response(text, mimetype="chemical/x-cube")
 
     @app.route("/runs")
@@ -225,6 +294,21 @@ def threedmol_path() -> Path | None:
 
 
 _STRUCTURES: OrderedDict = OrderedDict()
+_HK: dict = {}
+
+
+def _hk_model(path: Path):
+    from elprop.train.density_run import DensityModel
+    key = str(path)
+    if key not in _HK:
+        _HK[key] = DensityModel.load(path)
+    return _HK[key]
+
+
+def _canonical(smiles: str) -> str | None:
+    from rdkit import Chem
+    m = Chem.MolFromSmiles(smiles) if smiles else None
+    return Chem.MolToSmiles(m) if m is not None else None
 
 
 def _structure(smiles: str):
@@ -269,8 +353,8 @@ def _records(text: str, upload) -> list:
     return records
 
 
-def serve(host: str, port: int, runs_dirs, models=None) -> None:  # pragma: no cover - the CLI's blocking call
-    app = create_app(runs_dirs, models)
+def serve(host: str, port: int, runs_dirs, models=None, stores=()) -> None:  # pragma: no cover - blocking
+    app = create_app(runs_dirs, models, stores)
     print(f"elprop serve: http://{host}:{port}/ (Ctrl-C stops it)")
     app.run(host=host, port=port, debug=False, use_reloader=False)
 

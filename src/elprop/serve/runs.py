@@ -98,9 +98,24 @@ def design_summary(d: Path) -> dict:
     return {"rounds": rounds, "n": len(prop), "columns": list(prop.columns)}
 
 
+def _family(model_dir: Path) -> str | None:
+    try:
+        return json.loads((model_dir / "config.json").read_text()).get("model")
+    except (OSError, ValueError):
+        return None
+
+
+def hk_models(roots: list[Path]) -> list[Path]:
+    """Saved HK maps (hk-unet: density in, DFT density out) under the roots."""
+    return [r.path / "model" for r in find_runs(roots)
+            if r.kind == "training" and _family(r.path / "model") == "hk-unet"]
+
+
 def model_dirs(roots: list[Path]) -> list[Path]:
-    """Saved property models under the roots: training runs' ``model/`` folders and design runs' fine-tuned ones."""
-    out = [r.path / "model" for r in find_runs(roots) if r.kind == "training"]
+    """Saved property models under the roots: training runs' ``model/`` folders (HK maps excepted: they predict
+    densities) and design runs' fine-tuned ones."""
+    out = [r.path / "model" for r in find_runs(roots)
+           if r.kind == "training" and _family(r.path / "model") != "hk-unet"]
     for r in find_runs(roots):
         if r.kind == "design":
             out += sorted(p.parent for p in (r.path / "models").glob("*/model/config.json"))
