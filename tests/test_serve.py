@@ -20,6 +20,22 @@ def client(tiny_model, tmp_path_factory):
                   "gap_pred": rng.normal(6, 1, n), "gap_label": rng.normal(6, 1, n),
                   "hit": rng.random(n) < 0.2}).to_csv(d / "proposals.csv", index=False)
     (root / "empty-folder").mkdir()
+    sg = root / "subgraph-a"  # the files `elprop subgraph fit` writes, with two patterns
+    sg.mkdir()
+    pd.DataFrame({"smarts": ["[#6]:[#6]", "[#6]=[#8]"], "coefficient": [-1.86, -1.25], "support": [21, 55]}) \
+        .to_csv(sg / "selected.csv", index=False)
+    (sg / "model.json").write_text("{}")
+    (sg / "report.html").write_text("<html>report</html>")
+    mat = root / "materials-a"  # the files `elprop materials fit` writes
+    mat.mkdir()
+    pd.DataFrame({"model": ["gbr", "gbr"], "train_fraction": [0.25, 0.5], "rmse_mean": [0.3, 0.2],
+                  "rmse_sd": [0.02, 0.01]}).to_csv(mat / "learning_curve.csv", index=False)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.plot([0, 1], [1, 0])
+    plt.savefig(mat / "heatmap.png")
+    plt.close()
     app = create_app([tiny_model[0].parent, root])
     app.testing = True
     return app.test_client()
@@ -30,13 +46,26 @@ def _runs(client):
 
 
 def test_pages_answer(client):
-    for url in ("/", "/predict", "/runs", "/molecule?smiles=c1ccccc1O"):
+    for url in ("/", "/predict", "/runs", "/molecule?smiles=c1ccccc1O", "/static/plotly.min.js"):
         r = client.get(url)
         assert r.status_code == 200, url
     page = client.get("/runs").get_data(as_text=True)
-    assert "training" in page and "design" in page
+    for kind in ("training", "design", "subgraph", "materials"):
+        assert f"<h2>{kind} (" in page, kind
+    pages = {}
     for rid in _runs(client):
-        assert client.get(f"/runs/{rid}").status_code == 200
+        r = client.get(f"/runs/{rid}")
+        assert r.status_code == 200
+        pages[rid] = r.get_data(as_text=True)
+    training = next(p for p in pages.values() if "(training)" in p)
+    assert 'id="metrics"' in training and "plot-history" in training and "parity_" in training
+    sub = next(p for p in pages.values() if "(subgraph)" in p)
+    assert sub.count("<svg") == 2 and "[#6]=[#8]" in sub
+    mat = next((rid, p) for rid, p in pages.items() if "(materials)" in p)
+    assert "heatmap.png" in mat[1] and "rmse_mean" in mat[1]
+    assert client.get(f"/runs/{mat[0]}/file/heatmap.png").mimetype == "image/png"
+    design = next(p for p in pages.values() if "(design)" in p)
+    assert "plot-parity" in design
 
 
 def test_predict_table_depictions_and_csv(client):

@@ -14,9 +14,17 @@ pytestmark = pytest.mark.skipif(not (CHROMEDRIVER and CHROMIUM),
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
+    import numpy as np
+    import pandas as pd
     from werkzeug.serving import make_server
-    srv = make_server("127.0.0.1", 0, create_app([]), threaded=True)
+    root = tmp_path_factory.mktemp("runs")
+    (root / "design-b").mkdir()
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"smiles": ["CCO", "CCN", "CCC", "C=O"] * 3, "round": np.repeat([1, 2, 3], 4),
+                  "gap_pred": rng.normal(6, 1, 12), "gap_std": np.full(12, 0.2), "gap_label": rng.normal(6, 1, 12),
+                  "hit": [True, False] * 6}).to_csv(root / "design-b" / "proposals.csv", index=False)
+    srv = make_server("127.0.0.1", 0, create_app([root]), threaded=True)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     yield f"http://127.0.0.1:{srv.server_port}"
@@ -66,3 +74,14 @@ def test_predict_then_molecule_3d_view(server, browser, tmp_path):
     browser.save_screenshot(str(tmp_path / "molecule.png"))
     print(f"screenshots: {tmp_path}")
     assert drawn > 500, f"the 3D view drew {drawn} non-white pixels"
+
+
+def test_design_run_page_draws_its_plot(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(server + "/runs")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "design-b").click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#plot-parity .main-svg"))
+    points = browser.find_elements(By.CSS_SELECTOR, "#plot-parity .point")
+    browser.save_screenshot(str(tmp_path / "design.png"))
+    assert len(points) >= 12  # one marker per verified proposal

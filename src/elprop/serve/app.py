@@ -150,6 +150,12 @@ def create_app(runs_dirs=(), models=None, stores=()) -> Flask:
                                has_3dmol=threedmol_path() is not None, kinds=kinds, density=density,
                                density_label=dict(kinds)[density], signed="-" in density.split(":")[0])
 
+    @app.route("/static/plotly.min.js")
+    def plotlyjs():
+        import plotly
+        d = Path(plotly.__file__).parent / "package_data"
+        return send_from_directory(d, "plotly.min.js", mimetype="application/javascript")
+
     @app.route("/static/3Dmol-min.js")
     def threedmol():
         f = threedmol_path()
@@ -261,15 +267,22 @@ def create_app(runs_dirs=(), models=None, stores=()) -> Flask:
         ctx = {"run": r, "page": page, "sort": sort, "desc": desc}
         if r.kind == "training":
             ctx["summary"] = runs_mod.training_summary(r.path)
+            ctx["plots"] = [runs_mod.history_figure(ctx["summary"]["history"])] \
+                if ctx["summary"]["history"] is not None and len(ctx["summary"]["history"]) else []
         elif r.kind == "design":
             ctx["summary"] = runs_mod.design_summary(r.path)
+            ctx["plots"] = runs_mod.design_figures(r.path)
             ctx["table"], ctx["n"] = runs_mod.read_table(r.path / "proposals.csv", page, sort=sort or "round",
                                                          descending=desc)
+        elif r.kind == "subgraph":
+            ctx["substructures"] = runs_mod.substructures(r.path)
         elif r.kind in ("screen", "labels", "materials"):
             f = {"screen": "top.csv", "labels": "labels.csv", "materials": "learning_curve.csv"}[r.kind]
             ctx["table"], ctx["n"] = runs_mod.read_table(r.path / f, page, sort=sort, descending=desc)
-        ctx["files"] = sorted(p.relative_to(r.path).as_posix() for p in r.path.rglob("*")
-                              if p.suffix in (".png", ".html", ".svg") and p.is_file())[:50]
+        files = sorted(p.relative_to(r.path).as_posix() for p in r.path.rglob("*")
+                       if p.suffix in (".png", ".html", ".svg") and p.is_file() and "checkpoints" not in p.parts)
+        ctx["images"] = [f for f in files if f.endswith(".png")][:12]
+        ctx["files"] = files[:50]
         return render_template("run.html", **ctx)
 
     @app.route("/runs/<run_id>/file/<path:rel>")

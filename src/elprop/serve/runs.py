@@ -120,3 +120,65 @@ def model_dirs(roots: list[Path]) -> list[Path]:
         if r.kind == "design":
             out += sorted(p.parent for p in (r.path / "models").glob("*/model/config.json"))
     return out
+
+
+def history_figure(hist: pd.DataFrame) -> dict:
+    """Plotly figure (as a dict): training and validation loss per epoch, one pair of lines per member."""
+    data = []
+    for m, g in hist.groupby("member"):
+        for col, dash in (("train_l1_scaled", "dot"), ("val_l1_scaled", "solid")):
+            if col in g:
+                data.append({"x": g["epoch"].tolist(), "y": g[col].tolist(), "mode": "lines", "name": f"{col[:-10]} {m}",
+                             "line": {"dash": dash}})
+    return {"id": "history", "data": data,
+            "layout": {"title": {"text": "learning history (scaled L1)"}, "xaxis": {"title": {"text": "epoch"}},
+                       "yaxis": {"title": {"text": "loss"}, "type": "log"}, "height": 380}}
+
+
+def design_figures(d: Path) -> list[dict]:
+    """Predicted (at proposal time) against the oracle's label for the first goal target, by round, with y = x."""
+    prop = pd.read_csv(d / "proposals.csv")
+    target = next((c[:-len("_label")] for c in prop.columns if c.endswith("_label")), None)
+    if target is None or f"{target}_pred" not in prop:
+        return []
+    ok = prop[prop[f"{target}_label"].notna()]
+    data = [{"x": g[f"{target}_label"].tolist(), "y": g[f"{target}_pred"].tolist(), "mode": "markers",
+             "name": f"round {k}", "text": g["smiles"].tolist(),
+             "error_y": {"type": "data", "array": g[f"{target}_std"].tolist(), "visible": True}
+             if f"{target}_std" in g else None}
+            for k, g in ok.groupby("round")]
+    if len(ok):
+        lo = float(min(ok[f"{target}_label"].min(), ok[f"{target}_pred"].min()))
+        hi = float(max(ok[f"{target}_label"].max(), ok[f"{target}_pred"].max()))
+        data.append({"x": [lo, hi], "y": [lo, hi], "mode": "lines", "name": "y = x", "line": {"color": "#999"}})
+    return [{"id": "parity", "data": data,
+             "layout": {"title": {"text": f"{target}: predicted when proposed vs oracle"}, "height": 420,
+                        "xaxis": {"title": {"text": f"{target}, oracle"}},
+                        "yaxis": {"title": {"text": f"{target}, predicted ± σ"}}}}]
+
+
+def substructures(d: Path, top: int = 40) -> list[dict]:
+    """The selected subgraphs of a subgraph run (selected.csv), each drawn from its SMARTS."""
+    from rdkit import Chem
+    from rdkit.Chem.Draw import rdMolDraw2D
+    f = d / "selected.csv"
+    if not f.is_file():
+        return []
+    out = []
+    for _, r in pd.read_csv(f).head(top).iterrows():
+        q = Chem.MolFromSmarts(str(r.get("smarts", "")))
+        svg = ""
+        if q is not None:
+            try:
+                q.UpdatePropertyCache(strict=False)
+                dr = rdMolDraw2D.MolDraw2DSVG(140, 110)
+                dr.drawOptions().clearBackground = False
+                dr.DrawMolecule(q)
+                dr.FinishDrawing()
+                svg = dr.GetDrawingText()
+                svg = svg[svg.index("<svg"):]
+            except Exception:  # a pattern RDKit cannot lay out is listed without a drawing
+                svg = ""
+        out.append({"smarts": r.get("smarts"), "svg": svg,
+                    **{k: r[k] for k in r.index if k != "smarts"}})
+    return out
