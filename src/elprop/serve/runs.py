@@ -135,13 +135,17 @@ def history_figure(hist: pd.DataFrame) -> dict:
                        "yaxis": {"title": {"text": "loss"}, "type": "log"}, "height": 380}}
 
 
-def design_figures(d: Path) -> list[dict]:
+def design_figures(d: Path, max_points: int = 1000) -> list[dict]:
     """Predicted (at proposal time) against the oracle's label for the first goal target, by round, with y = x."""
     prop = pd.read_csv(d / "proposals.csv")
     target = next((c[:-len("_label")] for c in prop.columns if c.endswith("_label")), None)
     if target is None or f"{target}_pred" not in prop:
         return []
     ok = prop[prop[f"{target}_label"].notna()]
+    n_all, title = len(ok), f"{target}: predicted when proposed vs oracle"
+    if n_all > max_points:  # a page stays small: a seeded sample of the points
+        ok = ok.sample(max_points, random_state=0).sort_values("round", kind="stable")
+        title += f" ({max_points:,} of {n_all:,} shown)"
     data = [{"x": g[f"{target}_label"].tolist(), "y": g[f"{target}_pred"].tolist(), "mode": "markers",
              "name": f"round {k}", "text": g["smiles"].tolist(),
              "error_y": {"type": "data", "array": g[f"{target}_std"].tolist(), "visible": True}
@@ -152,7 +156,7 @@ def design_figures(d: Path) -> list[dict]:
         hi = float(max(ok[f"{target}_label"].max(), ok[f"{target}_pred"].max()))
         data.append({"x": [lo, hi], "y": [lo, hi], "mode": "lines", "name": "y = x", "line": {"color": "#999"}})
     return [{"id": "parity", "data": data,
-             "layout": {"title": {"text": f"{target}: predicted when proposed vs oracle"}, "height": 420,
+             "layout": {"title": {"text": title}, "height": 420,
                         "xaxis": {"title": {"text": f"{target}, oracle"}},
                         "yaxis": {"title": {"text": f"{target}, predicted ± σ"}}}}]
 
