@@ -36,6 +36,17 @@ def client(tiny_model, tmp_path_factory):
     plt.plot([0, 1], [1, 0])
     plt.savefig(mat / "heatmap.png")
     plt.close()
+    tr = root / "training-in-progress"  # what `elprop train` has written two epochs in
+    (tr / "checkpoints" / "member_0").mkdir(parents=True)
+    (tr / "config.json").write_text('{"model": "bondgraph", "epochs": 30, "ensemble": 2}')
+    (tr / "checkpoints" / "member_0" / "history.csv").write_text("epoch,steps,time_s,train_l1_scaled,val_l1_scaled\n"
+                                                                  "1,10,5.0,0.5,0.6\n2,20,10.0,0.4,0.5\n")
+    lab = root / "labels-running"  # an `elprop label` folder with its lock held
+    (lab / "results").mkdir(parents=True)
+    (lab / "results" / "a.json").write_text('{"ok": true}')
+    (lab / "results" / "b.json").write_text('{"ok": false, "error": "SCF"}')
+    pd.DataFrame({"name": ["a"], "smiles": ["CCO"]}).to_csv(lab / "labels.csv", index=False)
+    (lab / ".lock").write_text("12345")
     app = create_app([tiny_model[0].parent, root])
     app.testing = True
     return app.test_client()
@@ -57,7 +68,7 @@ def test_pages_answer(client):
         r = client.get(f"/runs/{rid}")
         assert r.status_code == 200
         pages[rid] = r.get_data(as_text=True)
-    training = next(p for p in pages.values() if "(training)" in p)
+    training = next(p for p in pages.values() if "(training)" in p and "training-in-progress" not in p)
     assert 'id="metrics"' in training and "plot-history" in training and "parity_" in training
     sub = next(p for p in pages.values() if "(subgraph)" in p)
     assert sub.count("<svg") == 2 and "[#6]=[#8]" in sub
@@ -146,3 +157,13 @@ def test_molecule_densities_promolecular_hk_dft_and_differences(hk_store, tmp_pa
     other = c.get("/molecule?smiles=c1ccccc1O").get_data(as_text=True)
     assert 'value="dft"' not in other and f'value="hk:{hk}"' in other  # no store holds phenol
     assert c.get("/molecule/density.cube?smiles=c1ccccc1O&kind=dft").status_code == 400
+
+
+def test_progress_of_runs_started_from_the_cli(client):
+    page = client.get("/runs").get_data(as_text=True)
+    assert "training: member 1 of 2, epoch 2 of at most 30, 10 s" in page
+    assert "labelling: 2 molecule(s) done, 1 ok, 1 failed" in page
+    assert 'http-equiv="refresh"' in page  # something is running: the list reloads itself
+    rid = next(i for i in _runs(client) if "training-in-progress" in client.get(f"/runs/{i}").get_data(as_text=True))
+    run_page = client.get(f"/runs/{rid}").get_data(as_text=True)
+    assert "epoch 2 of at most 30" in run_page and "reloads every 30 s" in run_page

@@ -255,8 +255,9 @@ def create_app(runs_dirs=(), models=None, stores=()) -> Flask:
     @app.route("/runs")
     def runs():
         found = runs_mod.find_runs(roots)
-        by_kind = {k: [r for r in found if r.kind == k] for k in runs_mod.KINDS}
-        return render_template("runs.html", by_kind=by_kind, roots=roots)
+        by_kind = {k: [(r, runs_mod.progress(r)) for r in found if r.kind == k] for k in runs_mod.KINDS}
+        return render_template("runs.html", by_kind=by_kind, roots=roots,
+                               running=any(not p[0] for v in by_kind.values() for _, p in v))
 
     @app.route("/runs/<run_id>")
     def run(run_id):
@@ -264,8 +265,11 @@ def create_app(runs_dirs=(), models=None, stores=()) -> Flask:
         page = request.args.get("page", 1, type=int)
         sort = request.args.get("sort")
         desc = request.args.get("desc", "0") == "1"
-        ctx = {"run": r, "page": page, "sort": sort, "desc": desc}
-        if r.kind == "training":
+        finished, status = runs_mod.progress(r)
+        ctx = {"run": r, "page": page, "sort": sort, "desc": desc, "finished": finished, "status": status}
+        if r.kind == "training" and not (r.path / "metrics.csv").is_file():
+            pass  # still training: its progress line is all there is
+        elif r.kind == "training":
             ctx["summary"] = runs_mod.training_summary(r.path)
             ctx["plots"] = [runs_mod.history_figure(ctx["summary"]["history"])] \
                 if ctx["summary"]["history"] is not None and len(ctx["summary"]["history"]) else []

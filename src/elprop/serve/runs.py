@@ -35,6 +35,8 @@ class Run:
 def kind_of(d: Path) -> str | None:
     if (d / "model" / "config.json").is_file() and (d / "metrics.csv").is_file():
         return "training"
+    if (d / "checkpoints").is_dir() and (d / "config.json").is_file() and not (d / "rounds").is_dir():
+        return "training"  # still training: no model yet
     if (d / "proposals.csv").is_file():
         return "design"
     if (d / "summary.json").is_file() and (d / "top.csv").is_file():
@@ -66,6 +68,45 @@ def find_runs(roots: list[Path], depth: int = 2) -> list[Run]:
     for r in roots:
         visit(Path(r), 0)
     return sorted(runs, key=lambda r: (KINDS.index(r.kind), str(r.path)))
+
+
+def progress(run: Run) -> tuple[bool, str]:
+    """(finished, one line) of a run, read from what its command has written so far, so the page can follow a
+    job started from the command line."""
+    d = run.path
+    try:
+        if run.kind == "training":
+            if (d / "metrics.csv").is_file():
+                return True, "finished"
+            cfg = json.loads((d / "config.json").read_text())
+            members = sorted((d / "checkpoints").glob("member_*/history.csv")) or \
+                sorted((d / "checkpoints").glob("*/history.csv"))
+            if not members:
+                return False, "starting (featurising or first epoch)"
+            last = pd.read_csv(members[-1]).iloc[-1]
+            return False, (f"training: member {len(members)} of {cfg.get('ensemble', 1)}, epoch {int(last['epoch'])} "
+                           f"of at most {cfg.get('epochs')}, {float(last['time_s']):.0f} s")
+        if run.kind == "design":
+            cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
+            total = cfg.get("design", {}).get("rounds")
+            prop = pd.read_csv(d / "proposals.csv")
+            rounds = int(prop["round"].max()) if len(prop) else 0
+            verified = int(prop["verified"].sum()) if "verified" in prop else 0
+            done = (d / "report.html").is_file() and total is not None and rounds >= total and verified == len(prop)
+            return done, (f"{'finished: ' if done else ''}round {rounds} of {total}, {verified} of {len(prop)} "
+                          f"proposals verified")
+        if run.kind == "labels":
+            res = list((d / "results").glob("*.json"))
+            ok = sum('"ok": true' in f.read_text() for f in res)
+            running = (d / ".lock").is_file()
+            return not running, (f"{'labelling' if running else 'idle'}: {len(res)} molecule(s) done, {ok} ok, "
+                                 f"{len(res) - ok} failed")
+        if run.kind == "screen":
+            s = json.loads((d / "summary.json").read_text())
+            return True, f"finished: {s.get('molecules_now', '?')} molecules scored this call, {s.get('wall_s')} s"
+    except (OSError, ValueError, KeyError, IndexError) as e:  # a file being written: say so, never fail the page
+        return False, f"reading its files: {e}"
+    return True, "finished"
 
 
 def read_table(path: Path, page: int, per_page: int = 100, sort: str | None = None,
