@@ -167,3 +167,15 @@ def test_progress_of_runs_started_from_the_cli(client):
     rid = next(i for i in _runs(client) if "training-in-progress" in client.get(f"/runs/{i}").get_data(as_text=True))
     run_page = client.get(f"/runs/{rid}").get_data(as_text=True)
     assert "epoch 2 of at most 30" in run_page and "reloads every 30 s" in run_page
+
+
+def test_structure_and_density_routes_and_bad_input(client):
+    from elprop.serve.app import threedmol_path
+    assert client.get("/molecule/structure.xyz?smiles=CCO").get_data(as_text=True).startswith("9\n")
+    cube = client.get("/molecule/promolecular.cube?smiles=CCO")
+    assert cube.status_code == 200 and len(cube.get_data(as_text=True).splitlines()) > 1000
+    for url in ("/molecule/structure.xyz?smiles=xx", "/molecule/structure.xyz", "/molecule/promolecular.cube?smiles=",
+                "/molecule/density.cube?smiles=CCO&kind=nonsense", "/molecule/density.cube?smiles=xx&kind=promolecular"):
+        assert client.get(url).status_code == 400, url
+    js = client.get("/static/3Dmol-min.js")
+    assert js.status_code == (200 if threedmol_path() else 404)
