@@ -17,6 +17,8 @@ failures included):
   loop    the genetic algorithm, with the surrogate fine-tuned on every verified label after each round
   loop+cal  the loop with σ calibrated on the proposals verified so far (`--calibrate`, elprop's default since
           rounds 1-2 of task 1 showed σ on proposals 3× too small; the loop above was started before it)
+  loop+cal+nf  and the verified molecules repeated to a quarter of each fine-tuning epoch
+          (`--finetune-new-fraction 0.25`, which cut the next round's error most in benchmarks/design_learners.py)
   ga+gp   the GA with a fixed network corrected by a GP on fingerprints over its residuals (BoTorch), refitted
           each round: does a GP help where fine-tuning is not used?
   loop+gp the full loop with the GP on top
@@ -52,6 +54,7 @@ METHODS = {"random": ["--generator", "random", "--no-finetune", "--no-calibrate"
            "ga": ["--generator", "ga", "--no-finetune", "--no-calibrate"],
            "loop": ["--generator", "ga", "--no-calibrate"],
            "loop+cal": ["--generator", "ga", "--calibrate"],
+           "loop+cal+nf": ["--generator", "ga", "--calibrate", "--finetune-new-fraction", "0.25"],
            "ga+gp": ["--generator", "ga", "--no-finetune", "--gp", "--no-calibrate"],
            "loop+gp": ["--generator", "ga", "--gp", "--no-calibrate"]}
 

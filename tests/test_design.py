@@ -148,6 +148,7 @@ def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
     (["--objective", "gap=3.5:3.0"], "above its high end"),
     (["--objective", "gap=3:3.5 kcal/mol"], "predicts gap in eV"),
     (["--objective", "max:logS"], "has no target 'logS'"),
+    (["--objective", "gap=3:3.5", "--finetune-new-fraction", "1"], "give a fraction in [0, 1)"),
     (["--objective", "gap=3:3.5", "--generator", "library", "--library", "missing.smi"], "no such file"),
 ])
 def test_design_bad_input_exit_2(tiny_model, tmp_path, capsys, args, msg):

@@ -72,6 +72,9 @@ def add_parser(sub):
                    help="no two molecules of a batch above this Tanimoto similarity (default: 0.7)")
     a.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per round (default: 10)")
     a.add_argument("--finetune-lr", type=float, default=3e-4, help="fine-tuning learning rate (default: 3e-4)")
+    a.add_argument("--finetune-new-fraction", type=float, default=0.0, metavar="F",
+                   help="repeat the verified molecules to about F of each fine-tuning epoch beside the replayed ones "
+                        "(`train --new-fraction`; default 0: each once)")
     a.add_argument("--replay", type=int, default=2000,
                    help="QM9 training molecules replayed in each fine-tuning (default: 2000)")
     a.add_argument("--labels-dir", help="the oracle's folder (default: OUT/labels); runs that share one never "
@@ -164,6 +167,8 @@ def run(args) -> int:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.max_similarity <= 1:
         raise InputError("--max-similarity must lie in (0, 1]")
+    if not 0 <= args.finetune_new_fraction < 1:
+        raise InputError(f"--finetune-new-fraction {args.finetune_new_fraction:g}: give a fraction in [0, 1)")
     if args.replay < 0 or args.workers < 0:
         raise InputError("--replay and --workers must be 0 or more")
     space = SearchSpace(elements=tuple(e.strip() for e in args.elements.split(",") if e.strip()),
@@ -180,7 +185,8 @@ def run(args) -> int:
                        population=args.population, seed_pool=args.seed_pool, generations=args.generations,
                        offspring=args.offspring, max_similarity=args.max_similarity, novel_only=args.novel_only,
                        novelty_reference=args.novelty_reference, finetune_epochs=args.finetune_epochs,
-                       finetune_lr=args.finetune_lr, replay=args.replay, workers=args.workers,
+                       finetune_lr=args.finetune_lr, finetune_new_fraction=args.finetune_new_fraction,
+                       replay=args.replay, workers=args.workers,
                        scheduler=args.scheduler, labels_dir=args.labels_dir, gp=args.gp,
                        calibrate=args.calibrate)
     for line in goal.describe():

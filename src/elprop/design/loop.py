@@ -55,6 +55,7 @@ class DesignConfig:
     novelty_reference: str = "qm9"
     finetune_epochs: int = 10
     finetune_lr: float = 3e-4
+    finetune_new_fraction: float = 0.0  # verified molecules repeated to about this share of a fine-tuning epoch
     replay: int = 2000
     workers: int = 2
     scheduler: str | None = None
@@ -71,7 +72,7 @@ class DesignConfig:
 # settings that may change between a run and its resume without changing what was computed
 RESUMABLE = ("rounds", "workers", "scheduler", "labels_dir")
 # settings added later, with the value that reproduces runs made before them (their config lacks the key)
-LEGACY = {"calibrate": False}
+LEGACY = {"calibrate": False, "finetune_new_fraction": 0.0}
 
 
 class DesignRun:
@@ -425,7 +426,8 @@ class DesignRun:
         cmd = [sys.executable, "-m", "elprop.cli.main", "train", "--init-model", str(self.cfg.model), "--data",
                str(data), "--n-train", "0.8", "--n-val", "0.2", "--replay", str(self.cfg.replay), "--epochs",
                str(self.cfg.finetune_epochs), "--lr", str(self.cfg.finetune_lr), "--seed", str(self.cfg.seed),
-               "--out", str(run), "--allow-missing"] + ([] if self.progress else ["--no-progress"])
+               "--out", str(run), "--allow-missing", "--new-fraction", str(self.cfg.finetune_new_fraction)] \
+            + ([] if self.progress else ["--no-progress"])
         r = subprocess.run(cmd, capture_output=True, text=True)
         (run.parent / f"train_{k:02d}.log").write_text(r.stdout + r.stderr)
         if r.returncode != 0:
