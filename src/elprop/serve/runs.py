@@ -155,9 +155,9 @@ def hk_models(roots: list[Path]) -> list[Path]:
 def model_dirs(roots: list[Path]) -> list[Path]:
     """Saved property models under the roots: training runs' ``model/`` folders (HK maps excepted: they predict
     densities) and design runs' fine-tuned ones."""
-    out = [r.path / "model" for r in find_runs(roots)
-           if r.kind == "training" and _family(r.path / "model") != "hk-unet"]
-    for r in find_runs(roots):
+    found = find_runs(roots)
+    out = [r.path / "model" for r in found if r.kind == "training" and _family(r.path / "model") != "hk-unet"]
+    for r in found:
         if r.kind == "design":
             out += sorted(p.parent for p in (r.path / "models").glob("*/model/config.json"))
     return out
