@@ -277,3 +277,59 @@ def test_sigma_is_calibrated_by_verified_proposals(tmp_path):
     fresh = DesignRun(tmp_path / "new", DesignConfig(model="m"), goal, SearchSpace())
     fresh.open()
     assert fresh.cfg.calibrate is True
+
+
+def test_recalibration_and_delta_model_learn_what_they_should():
+    """The linear recalibration finds a known line (LOO RMS ≈ the noise); the Δ-model learns a substructure's
+    offset to the xTB value from a reference table."""
+    from elprop.design.multifidelity import DeltaModel, recalibrate
+    rng = np.random.default_rng(0)
+    x = rng.uniform(2, 8, 40)
+    y = 0.5 + 0.9 * x + rng.normal(0, 0.1, 40)
+    a, b, rms = recalibrate(x, y)
+    assert a == pytest.approx(0.5, abs=0.15) and b == pytest.approx(0.9, abs=0.03) and 0.07 < rms < 0.14
+    assert recalibrate(x[:5], y[:5]) is None  # too few verified molecules: the Δ-model's own σ stays
+    smiles = ["C" * n + s for n in range(1, 9) for s in ("", "O", "N", "C#N", "C=O", "F")] * 6
+    ref = pd.DataFrame({"smiles": smiles})
+    for t in ("homo", "lumo", "gap", "mu"):
+        ref[f"xtb_{t}"] = rng.uniform(0, 5, len(ref))
+        ref[t] = ref[f"xtb_{t}"] + np.where(ref["smiles"].str.contains("N"), 1.0, 0.0)  # nitrogen: +1 at DFT
+    dm = DeltaModel(["gap", "alpha"]).fit(ref)
+    assert dm.targets == ["gap"]  # xTB gives no α: that target keeps the surrogate
+    test = pd.DataFrame({"smiles": ["CCCN", "CCCO"], **{f"xtb_{t}": [2.0, 2.0] for t in ("homo", "lumo", "gap", "mu")}})
+    est = dm.predict(test["smiles"], test)["gap"]
+    assert est[0] == pytest.approx(3.0, abs=0.2) and est[1] == pytest.approx(2.0, abs=0.2)
+    assert dm.rms["gap"] < 0.2
+
+
+def test_design_with_xtb_prescreen(tiny_model, tmp_path):
+    """--prescreen xtb: each round's best candidates get GFN2-xTB + Δ-model estimates, the batch is chosen among
+    them, and once 6 candidates are verified the estimates are recalibrated on them."""
+    out = tmp_path / "p"
+    env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))  # a reference set of its own, computed here
+    cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb", "--prescreen-top", "5",
+                  "--prescreen-reference", "60", "--rounds", "3", "--finetune-epochs", "1")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "prescreening the surrogate's best 5" in r.stdout
+    assert (tmp_path / "cache" / "qm9xtb-" f"{__import__('importlib.metadata').metadata.version('qm9pack')}"
+            "-60-seed11.csv").is_file()
+    prop = pd.read_csv(out / "proposals.csv")
+    assert len(prop) == 9
+    for k in (1, 2, 3):
+        pre = pd.read_csv(out / "rounds" / f"{k:02d}" / "prescreen.csv")
+        batch = pd.read_csv(out / "rounds" / f"{k:02d}" / "batch.csv")
+        assert len(pre) == 5 and set(batch["smiles"]) <= set(pre["smiles"])
+        for c in ("gap_xtb", "gap_surrogate_pred", "gap_surrogate_std", "surrogate_score"):
+            assert c in pre.columns
+        est = pre.set_index("smiles").loc[batch["smiles"]]
+        assert np.allclose(est["gap_pred"], batch["gap_pred"])  # the batch carries the prescreen's estimates
+        assert (out / "prescreen" / "results").is_dir()
+    pre1 = pd.read_csv(out / "rounds/01/prescreen.csv")
+    pre3 = pd.read_csv(out / "rounds/03/prescreen.csv")
+    assert pre1["gap_std"].nunique() == 1 and pre3["gap_std"].nunique() == 1
+    assert pre3["gap_std"].iloc[0] != pre1["gap_std"].iloc[0]  # recalibrated on round 1-2's 6 labels
+    # the rerun of a finished run computes nothing new
+    n = len(list((out / "prescreen" / "results").glob("*.json")))
+    assert subprocess.run(cmd, capture_output=True, text=True, env=env).returncode == 0
+    assert len(list((out / "prescreen" / "results").glob("*.json"))) == n

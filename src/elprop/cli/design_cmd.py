@@ -58,6 +58,15 @@ def add_parser(sub):
                           "(prediction - label) / σ at proposal time, at least 1, from 5 labels on): on by default "
                           "in a new run; a resumed run keeps its setting")
     cal.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep the surrogate's own σ")
+    r.add_argument("--prescreen", choices=("none", "xtb"), default="none",
+                   help="xtb: each round, GFN2-xTB on the surrogate's --prescreen-top best candidates, lifted to the "
+                        "DFT level by a Δ-model trained on QM9 and recalibrated on every verification; the batch is "
+                        "chosen on those estimates (default: none, the surrogate alone)")
+    r.add_argument("--prescreen-top", type=int, default=100, metavar="N",
+                   help="candidates per round sent to the prescreen (default: 100; a few s of xTB each)")
+    r.add_argument("--prescreen-reference", type=int, default=10000, metavar="N",
+                   help="QM9 molecules whose GFN2-xTB single points train the Δ-model (default: 10000; computed "
+                        "once per machine and cached, about 5 min on 2 cores)")
     r.add_argument("--oracle", default="dft", choices=("dft", "xtb"),
                    help="verification: dft (default; B3LYP/6-31G(2df,p) at a GFN2-xTB geometry, the QM9 level) or "
                         "xtb (GFN2-xTB, a stand-in for tests and quick tries)")
@@ -188,7 +197,8 @@ def run(args) -> int:
                        finetune_lr=args.finetune_lr, finetune_new_fraction=args.finetune_new_fraction,
                        replay=args.replay, workers=args.workers,
                        scheduler=args.scheduler, labels_dir=args.labels_dir, gp=args.gp,
-                       calibrate=args.calibrate)
+                       calibrate=args.calibrate, prescreen=None if args.prescreen == "none" else args.prescreen,
+                       prescreen_top=args.prescreen_top, prescreen_reference=args.prescreen_reference)
     for line in goal.describe():
         print(f"goal: {line}")
     summary = DesignRun(args.out, cfg, goal, space, progress=not args.no_progress).run()

@@ -63,6 +63,9 @@ class DesignConfig:
     labels_dir: str | None = None  # the oracle's folder (default: OUT/labels); runs may share one
     gp: bool = False  # correct the surrogate by a GP on fingerprints over its residuals on verified molecules
     calibrate: bool | None = None  # scale σ by the RMS z-score of verified proposals (None: on in a new run)
+    prescreen: str | None = None  # "xtb": GFN2-xTB + Δ-model on the surrogate's best candidates (multifidelity.py)
+    prescreen_top: int = 100  # candidates per round sent to the prescreen
+    prescreen_reference: int = 10000  # QM9 molecules with xTB single points that train the Δ-model
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -72,7 +75,8 @@ class DesignConfig:
 # settings that may change between a run and its resume without changing what was computed
 RESUMABLE = ("rounds", "workers", "scheduler", "labels_dir")
 # settings added later, with the value that reproduces runs made before them (their config lacks the key)
-LEGACY = {"calibrate": False, "finetune_new_fraction": 0.0}
+LEGACY = {"calibrate": False, "finetune_new_fraction": 0.0, "prescreen": None, "prescreen_top": 100,
+          "prescreen_reference": 10000}
 
 
 class DesignRun:
@@ -84,6 +88,11 @@ class DesignRun:
             raise InputError("--generator library needs --library FILE")
         if cfg.rounds < 1 or cfg.batch < 1:
             raise InputError("--rounds and --batch must be at least 1")
+        if cfg.prescreen not in (None, "xtb"):
+            raise InputError(f"--prescreen {cfg.prescreen!r}: 'xtb' or none")
+        if cfg.prescreen and cfg.prescreen_top < cfg.batch:
+            raise InputError(f"--prescreen-top {cfg.prescreen_top} must be at least --batch {cfg.batch}")
+        self._delta = None
         self._models = {}
         self._gps = {}
         self._scales = None  # (number of labels, σ factor per target)
@@ -164,7 +173,10 @@ class DesignRun:
                     lab[["name"] + [f"{t}_label" for t in self.goal.targets]], on="name")
                 for t in self.goal.targets:
                     sd = prop[f"{t}_std_raw"].fillna(prop[f"{t}_std"]) if f"{t}_std_raw" in prop else prop[f"{t}_std"]
-                    z = ((prop[f"{t}_pred"] - prop[f"{t}_label"]) / sd).to_numpy(dtype=float)
+                    mu = prop[f"{t}_pred"]  # the surrogate's own, where a prescreen replaced it in the batch
+                    if f"{t}_surrogate_pred" in prop:
+                        mu = prop[f"{t}_surrogate_pred"].fillna(mu)
+                    z = ((mu - prop[f"{t}_label"]) / sd).to_numpy(dtype=float)
                     z = z[np.isfinite(z)]
                     if len(z) >= 5:
                         scales[t] = max(1.0, float(np.sqrt(np.mean(z ** 2))))
@@ -209,6 +221,8 @@ class DesignRun:
         d.mkdir(parents=True, exist_ok=True)
         if not (d / "batch.csv").exists():
             pool = self.pool(k)
+            if self.cfg.prescreen:
+                pool = self.prescreen(k, pool)
             batch = self.select(pool, k)
             _write_csv(d / "batch.csv", batch)
             self.log(f"round {k}: batch of {len(batch)} chosen from {len(pool)} molecules")
@@ -320,15 +334,16 @@ class DesignRun:
             raise InputError(f"{self.cfg.library}: no molecule of the library lies inside the search space")
         return smiles
 
-    def select(self, pool: pd.DataFrame, k: int) -> pd.DataFrame:
-        """The batch: by score, skipping molecules too similar (Tanimoto) to one already chosen."""
+    def select(self, pool: pd.DataFrame, k: int, n: int | None = None) -> pd.DataFrame:
+        """The batch (or ``n`` molecules): by score, skipping molecules too similar (Tanimoto) to one already
+        chosen."""
         from rdkit import Chem, DataStructs
         from rdkit.Chem import rdFingerprintGenerator
         gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
         order = pool.sort_values("score", ascending=False, kind="stable")
         chosen, fps = [], []
         for i, row in order.iterrows():
-            if len(chosen) >= self.cfg.batch:
+            if len(chosen) >= (n or self.cfg.batch):
                 break
             if not self.allowed(row["smiles"]):
                 continue
@@ -338,8 +353,72 @@ class DesignRun:
             chosen.append(i)
             fps.append(fp)
         batch = pool.loc[chosen].copy()
-        batch["name"] = [f"r{k:02d}_{j:03d}" for j in range(len(batch))]
+        if n is None:
+            batch["name"] = [f"r{k:02d}_{j:03d}" for j in range(len(batch))]
         return batch.reset_index(drop=True)
+
+    # --- the multi-fidelity prescreen --------------------------------------------------------------------------
+    def prescreen(self, k: int, pool: pd.DataFrame) -> pd.DataFrame:
+        """The surrogate's ``prescreen_top`` best candidates (kept apart like a batch) with GFN2-xTB + Δ-model
+        estimates in place of the surrogate's (which stay as ``T_surrogate_pred`` and ``T_surrogate_std``), scored
+        again; the batch is chosen among them. ``rounds/NN/prescreen.csv``."""
+        from elprop.design.multifidelity import read_xtb_results
+        d = self.round_dir(k)
+        if (d / "prescreen.csv").exists():
+            return pd.read_csv(d / "prescreen.csv", keep_default_na=False, na_values=[""])
+        cand = self.select(pool, k, n=self.cfg.prescreen_top)
+        self.log(f"round {k}: prescreening the surrogate's best {len(cand)} of {len(pool)} with GFN2-xTB")
+        self.xtb_label(cand["smiles"].tolist())
+        xtb = read_xtb_results(self.out / "prescreen", cand["smiles"])
+        est = self.delta_estimates(cand["smiles"], xtb)
+        for t, (mean, std) in est.items():
+            cand[f"{t}_surrogate_pred"], cand[f"{t}_surrogate_std"] = cand[f"{t}_pred"], cand[f"{t}_std"]
+            cand[f"{t}_xtb"] = xtb[f"xtb_{t}"].to_numpy()
+            cand[f"{t}_pred"], cand[f"{t}_std"] = mean, std
+        cand["surrogate_score"] = cand["score"]
+        cand["score"] = self.acquisition(cand, self.best_verified())
+        ok = np.all([np.isfinite(cand[f"{t}_pred"]) for t in est], axis=0) if est else np.ones(len(cand), bool)
+        cand.loc[~ok, "score"] = -np.inf  # xTB failed: not proposed
+        _write_csv(d / "prescreen.csv", cand)
+        return cand
+
+    def xtb_label(self, smiles: list[str]) -> None:
+        from elprop.core.dataset import Dataset, Molecule
+        from elprop.density.dft import DFTSettings
+        from elprop.label.run import label_items, molecule_items
+        settings = DFTSettings()
+        ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=s, name=f"x{j:04d}")
+                                     for j, s in enumerate(smiles)], [])
+        label_items(molecule_items(ds, settings), self.out / "prescreen", settings, opt=self.cfg.label_opt,
+                    seed=self.cfg.seed, workers=self.cfg.workers, scheduler=self.cfg.scheduler,
+                    progress=self.progress, log=self.log, method="xtb")
+
+    def delta_model(self):
+        if self._delta is None:
+            from elprop.design.multifidelity import DeltaModel, qm9_xtb_reference
+            ref = qm9_xtb_reference(self.cfg.prescreen_reference, workers=self.cfg.workers, progress=self.progress,
+                                    log=self.log)
+            self._delta = DeltaModel(self.goal.targets, seed=self.cfg.seed).fit(ref)
+        return self._delta
+
+    def delta_estimates(self, smiles, xtb: pd.DataFrame) -> dict:
+        """Per goal target that xTB gives: (mean, σ) at the DFT level, recalibrated on the verified candidates."""
+        from elprop.design.multifidelity import read_xtb_results, recalibrate
+        dm = self.delta_model()
+        raw = dm.predict(list(smiles), xtb)
+        lab = self.labels()
+        lab = lab[lab["ok"]]
+        lab_est = dm.predict(lab["smiles"].tolist(), read_xtb_results(self.out / "prescreen", lab["smiles"])) \
+            if len(lab) else {}
+        out = {}
+        for t, v in raw.items():
+            fit = recalibrate(lab_est[t], lab[f"{t}_label"].to_numpy(float)) if len(lab) else None
+            if fit is None:
+                out[t] = (v, np.full(len(v), dm.rms[t]))
+            else:
+                a, b, rms = fit
+                out[t] = (a + b * v, np.full(len(v), rms))
+        return out
 
     def verify(self, batch: pd.DataFrame, k: int) -> None:
         from elprop.core.dataset import Dataset, Molecule
