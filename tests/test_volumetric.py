@@ -251,9 +251,14 @@ def test_properties_from_hk_predicted_densities(hk_store, tmp_path, cli):
     from elprop.train.density_run import DensityModel
     assert DensityModel.load(tmp_path / "h" / "model").net.augment == "octahedral"  # the hk-unet default
     res = cli("train", "--model", "hk-unet", "--density-store", store, "--dim", "8", "--layers", "2", "--epochs",
-              "1", "--batch-size", "2", "--augment", "so3", "--runs-dir", tmp_path, "--name", "h3", "--no-progress")
+              "1", "--batch-size", "2", "--augment", "so3", "--dipole-weight", "0.5", "--runs-dir", tmp_path,
+              "--name", "h3", "--no-progress")
     assert res.returncode == 0, res.stderr
-    assert DensityModel.load(tmp_path / "h3" / "model").net.augment == "so3"
+    h3 = DensityModel.load(tmp_path / "h3" / "model")
+    assert h3.net.augment == "so3" and h3.net.dipole_weight == 0.5 and h3.config["dipole_weight"] == 0.5
+    res = cli("train", "--model", "hk-unet", "--density-store", store, "--dipole-weight", "-1", "--runs-dir", tmp_path,
+              "--name", "bad-dw")
+    assert res.returncode == 2 and "--dipole-weight" in res.stderr
     res = cli("train", "--model", "hk-unet", "--density-store", store, "--dim", "8", "--layers", "3", "--crop",
               "10", "--runs-dir", tmp_path, "--name", "bad")
     assert res.returncode == 2 and "multiple of 4" in res.stderr
@@ -271,3 +276,25 @@ def test_properties_from_hk_predicted_densities(hk_store, tmp_path, cli):
               "--dim", "8", "--layers", "2", "--epochs", "1", "--batch-size", "4", "--runs-dir", tmp_path, "--name",
               "c", "--no-progress")
     assert res.returncode == 0, res.stderr
+
+
+def test_hk_dipole_term_measures_the_charge_centroid_shift():
+    """The first-moment error is 0 for equal grids, the shift in voxels for a displaced blob, and pulls training
+    towards the right centroid."""
+    import torch
+
+    from elprop.models.hk import HKMap, moment_error_per_sample
+    n = 16
+    r = torch.arange(n, dtype=torch.float32)
+    def blob(cx):
+        x, y, z = torch.meshgrid(r, r, r, indexing="ij")
+        return torch.exp(-((x - cx) ** 2 + (y - 7.5) ** 2 + (z - 7.5) ** 2) / 4.0)[None, None]
+    a, b = blob(7.5), blob(9.5)
+    assert float(moment_error_per_sample(a, a)) == 0.0
+    assert float(moment_error_per_sample(b, a)) == pytest.approx(2.0, rel=1e-3)
+    net = HKMap(1, (4, 8), dipole_weight=1.0)
+    batch = {"x": a, "pro": a, "y": b * a.sum() / b.sum()}
+    loss, nmae = net.loss(batch)
+    assert loss.item() == pytest.approx(nmae.item() + 2.0, rel=1e-3)  # the untrained map returns ρ_pro
+    with pytest.raises(ValueError):
+        HKMap(1, (4, 8), dipole_weight=-1)

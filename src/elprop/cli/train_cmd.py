@@ -148,8 +148,8 @@ def run_train(args) -> int:
     for name in ("epochs", "batch_size", "dim", "layers", "ensemble", "pool"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.tta < 0 or args.crop < 0:
-        raise InputError("--tta and --crop must be 0 or more")
+    if args.tta < 0 or args.crop < 0 or (getattr(args, "dipole_weight", 0) or 0) < 0:
+        raise InputError("--tta, --crop and --dipole-weight must be 0 or more")
     rep = MODELS[args.model].representation
     names = target_names(args) if rep != "density-map" else []
     # the target contract, resolved once (a bad --units/--extensive/--target-weights fails before data is read)
@@ -335,7 +335,7 @@ def _run_hk(args) -> int:
                            split=args.split, split_file=args.split_file, n_train=n_train, n_val=n_val,
                            seed=args.seed, epochs=args.epochs, time_budget=args.time_budget,
                            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, ema=args.ema,
-                           crop=args.crop, augment=_arch(args).get("augment"),
+                           crop=args.crop, augment=_arch(args).get("augment"), dipole_weight=args.dipole_weight,
                            device=args.device_obj, amp=args.amp_on, checkpointing=args.ckpt_on,
                            progress=not args.no_progress, trainer=_trainer_options(args))
     if _rank(est) != 0:

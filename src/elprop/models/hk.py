@@ -8,7 +8,10 @@ halved the training NMAE after the same 100 steps against ``residual="additive"`
 output Δ is corrected to Δ' = Δ − ρ_pro · ΣΔ / Σρ_pro, so ∫ρ_pred = ∫ρ_pro + ∫Δ' = ∫ρ_pro, the electron count.
 The correction is spread where the electrons are (in proportion to ρ_pro), not over the vacuum of the box, and
 it is the same on a crop that holds the molecule as on the whole grid. Its loss is the normalised mean absolute
-error NMAE = ∫|ρ_pred − ρ_DFT| / ∫ρ_DFT per molecule, the metric the field reports.
+error NMAE = ∫|ρ_pred − ρ_DFT| / ∫ρ_DFT per molecule, the metric the field reports. With ``dipole_weight`` w > 0
+the loss adds w times the first-moment error |∫(ρ_pred − ρ_DFT) r dr| / ∫ρ_DFT, in voxel lengths: the shift of the
+electronic charge centroid, which is the dipole error divided by the electron count (the nuclei cancel). NMAE alone
+can be small while the residual errors all lean one way; this term weighs that lean directly.
 
 Training:
 - real-time augmentation (``train_transform()``, applied by the trainer to each batch before ``loss``): the
@@ -33,7 +36,7 @@ DEFAULT_AUGMENT = "octahedral"  # exact grid symmetries: input and DFT target st
 class HKMap(nn.Module):
     def __init__(self, in_channels: int, widths=(16, 32, 64), input_scale: float = 0.05, out_scale: float = 0.1,
                  augment=DEFAULT_AUGMENT, max_shift: float = 0.5, conserve: bool = True, crop: int = 0,
-                 residual: str = "relative"):
+                 residual: str = "relative", dipole_weight: float = 0.0):
         super().__init__()
         # no Squeeze-and-Excitation gates: they pool over the whole grid, so a crop and a whole grid would gate
         # differently; with per-voxel normalisation the map is then the same function of a voxel's surroundings
@@ -45,6 +48,9 @@ class HKMap(nn.Module):
         from elprop.represent.transforms import augment_mode
         self.augment, self.max_shift, self.conserve = augment_mode(augment), max_shift, conserve
         self.crop = int(crop)
+        if dipole_weight < 0:
+            raise ValueError(f"dipole_weight must be 0 or more, not {dipole_weight}")
+        self.dipole_weight = float(dipole_weight)
         if residual not in ("relative", "additive"):
             raise ValueError(f"residual must be 'relative' or 'additive', not {residual!r}")
         self.residual = residual
@@ -84,7 +90,10 @@ class HKMap(nn.Module):
             batch = random_crop(batch, self.crop)
         pred = self(batch)
         nmae = nmae_per_sample(pred, batch["y"])
-        return nmae.mean(), nmae.mean().detach()
+        loss = nmae.mean()
+        if self.dipole_weight:
+            loss = loss + self.dipole_weight * moment_error_per_sample(pred, batch["y"]).mean()
+        return loss, nmae.mean().detach()
 
 
 def random_crop(batch: dict, size: int, generator: torch.Generator | None = None) -> dict:
@@ -103,6 +112,15 @@ def random_crop(batch: dict, size: int, generator: torch.Generator | None = None
         corner.append(int(torch.randint(lo, hi + 1, (1,), generator=generator)))
     i, j, k = corner
     return {key: v[..., i:i + size, j:j + size, k:k + size] for key, v in batch.items()}
+
+
+def moment_error_per_sample(pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """|∫(pred − ref) r| / ∫ref for each grid [B, 1, n, n, n] of a batch, r in voxels from the grid's centre: the
+    shift of the charge centroid (dipole error / electron count when both hold the same charge)."""
+    diff, n = (pred - ref)[:, 0].float(), pred.shape[-1]
+    r = torch.arange(n, dtype=diff.dtype, device=diff.device) - (n - 1) / 2
+    m = torch.stack([(diff.sum(dims) * r).sum(1) for dims in ((2, 3), (1, 3), (1, 2))], 1)
+    return m.norm(dim=1) / ref[:, 0].float().sum((1, 2, 3)).clamp(min=1e-12)
 
 
 def nmae_per_sample(pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -80,6 +80,8 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in [
            arch=False),
     Option("--crop", "train on random sub-cubes of this many voxels per side around the molecule (a multiple of "
                      "2^(layers-1); predictions are on whole grids; default 0: whole grids)", 0, int, arch=False),
+    Option("--dipole-weight", "add this weight times the charge-centroid shift |∫Δρ r| / ∫ρ (the dipole error per "
+                              "electron, in voxels) to the NMAE loss (default 0: NMAE only)", 0.0, float, arch=False),
     Option("--channels", "density kinds stacked as input channels (cnn3d default: dft; hk-unet default: "
                          "promolecular; e.g. promolecular,potential)", None, arch=False),
     Option("--device-memory", "report the largest batch that fits this memory (e.g. 80GiB)", None, arch=False),
@@ -187,6 +189,7 @@ for _f in [
     Family("cnn3d", "volume", "residual Inception/SE 3D CNN over density grids", _cnn3d,
            ("pool", "augment", "tta", "channels", "device_memory")),
     Family("hk-unet", "density-map", "3D U-Net from promolecular/potential grids to the DFT density "
-           "(Hohenberg-Kohn map)", _hk, ("crop", "augment", "channels", "device_memory"), property_model=False),
+           "(Hohenberg-Kohn map)", _hk, ("crop", "augment", "dipole_weight", "channels", "device_memory"),
+           property_model=False),
 ]:
     register(_f)

@@ -28,19 +28,20 @@ EA_TO_DEBYE = 1 / 0.20819434  # e·Å -> D
 
 class DensityModel:
     def __init__(self, channels=("promolecular",), widths=(16, 32, 64), seed: int = 0, conserve: bool = True,
-                 crop: int = 0, augment: str | None = None):
+                 crop: int = 0, augment: str | None = None, dipole_weight: float = 0.0):
         bad = [c for c in channels if c not in ("promolecular", "potential")]
         if bad:
             raise InputError(f"the HK map's inputs are promolecular and/or potential grids, not {', '.join(bad)}")
         self.config = {"model": "hk-unet", "channels": list(channels), "widths": [int(w) for w in widths],
                        "seed": seed, "conserve": conserve, "crop": int(crop),
-                       "augment": augment_mode(augment or DEFAULT_AUGMENT)}
+                       "augment": augment_mode(augment or DEFAULT_AUGMENT), "dipole_weight": float(dipole_weight)}
         self.net = None
 
     def _new_net(self):
         from elprop.models.hk import HKMap
         return HKMap(len(self.config["channels"]), tuple(self.config["widths"]), conserve=self.config["conserve"],
-                     crop=self.config.get("crop", 0), augment=self.config.get("augment", "so3"))
+                     crop=self.config.get("crop", 0), augment=self.config.get("augment", "so3"),
+                     dipole_weight=self.config.get("dipole_weight", 0.0))
 
     def fit(self, store, split, out_dir, *, epochs=100, time_budget=None, batch_size=4, lr=1e-3, weight_decay=1e-5,
             ema=0.0, progress=True, log=print, device="cpu", amp=False, checkpointing=False, trainer=None):
@@ -136,7 +137,8 @@ class DensityModel:
         if cfg.get("model") != "hk-unet":
             raise InputError(f"{path}: a {cfg.get('model')!r} model, not a density model (hk-unet)")
         m = cls(cfg["channels"], cfg["widths"], cfg.get("seed", 0), cfg.get("conserve", True), cfg.get("crop", 0),
-                cfg.get("augment", "so3"))  # models saved before the option trained with so3
+                cfg.get("augment", "so3"),  # models saved before the option trained with so3
+                cfg.get("dipole_weight", 0.0))
         m.config.update({k: cfg[k] for k in ("grid", "kinds", "dft_level") if k in cfg})
         m.net = m._new_net()
         m.net.load_state_dict(read_members(path)[0])
@@ -228,7 +230,7 @@ def slice_figure(path, st: DensityStore, i: int, pred: np.ndarray, title: str = 
 def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 64), split="random",
                  split_file=None, n_train=0.8, n_val=0.1, seed=0, epochs=100, time_budget=None, batch_size=4,
                  lr=1e-3, weight_decay=1e-5, ema=0.0, crop=0, augment=None, device="cpu", amp=False,
-                 checkpointing=False, progress=True, log=print, trainer=None):
+                 checkpointing=False, progress=True, log=print, trainer=None, dipole_weight=0.0):
     """Train the HK map on a store and write ``run_dir`` like a property run; returns (model, metric rows).
     ``augment``: so3, octahedral or none (None: the HK map's default, octahedral)."""
     from elprop.data.splits import load_split, make_split, save_split
@@ -260,11 +262,11 @@ def hk_train_run(store, run_dir, *, channels=("promolecular",), widths=(16, 32, 
     config = dict(model="hk-unet", channels=list(channels), widths=list(widths), split=split, seed=seed,
                   n_train=len(sp["train"]), n_val=len(sp.get("val", [])), n_test=len(sp.get("test", [])),
                   epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  ema=ema, crop=crop, augment=augment, device=str(device), amp=amp,
+                  ema=ema, crop=crop, augment=augment, dipole_weight=dipole_weight, device=str(device), amp=amp,
                   gradient_checkpointing=checkpointing,
                   data=str(st.path), machine=machine_description(device))
     atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
-    model = DensityModel(channels, widths, seed, crop=crop, augment=augment)
+    model = DensityModel(channels, widths, seed, crop=crop, augment=augment, dipole_weight=dipole_weight)
     t0 = time.time()
     model.fit(st, sp, run_dir / "checkpoints" / "member_0", epochs=epochs, time_budget=time_budget,
               batch_size=batch_size, lr=lr, weight_decay=weight_decay, ema=ema, progress=progress, log=log,
