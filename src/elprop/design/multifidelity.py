@@ -106,15 +106,9 @@ def qm9_xtb_reference(n: int = 10000, seed: int = 11, workers: int = 2, progress
 
 
 def fingerprints(smiles) -> np.ndarray:
-    from rdkit import Chem
-    from rdkit.Chem import rdFingerprintGenerator
-    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=FP_BITS)
-    out = np.zeros((len(smiles), FP_BITS), dtype=np.float32)
-    for i, s in enumerate(smiles):
-        m = Chem.MolFromSmiles(s)
-        if m is not None:
-            out[i] = gen.GetCountFingerprintAsNumPy(m)
-    return out
+    """Morgan radius-2 count fingerprints (FP_BITS), the Δ-model's structural features."""
+    from elprop.design.gp import fingerprints as morgan_counts
+    return morgan_counts(list(smiles), radius=2, size=FP_BITS).astype(np.float32)
 
 
 class DeltaModel:
