@@ -11,9 +11,9 @@ systematic and learnable. So each round:
    geometry that the DFT label will use; resumable, Dask-parallel, in ``OUT/prescreen``);
 2. the **Δ-model** adds to each xTB value (HOMO, LUMO, gap, μ) a LightGBM correction learned on QM9 molecules
    (their B3LYP value minus GFN2-xTB at the QM9 geometry), from Morgan count fingerprints and the xTB values;
-3. once enough candidates are verified, a **linear recalibration** ``a + b·estimate`` is fitted on them (the
-   estimates they had when proposed, so out of sample) and σ becomes its leave-one-out RMS residual; before that,
-   σ is the Δ-model's RMS error on held-out QM9 molecules;
+3. once enough candidates are verified, the estimates are **recalibrated** by the mean offset of the verified ones
+   (label − estimate, the estimate being the Δ-model's, which never saw them) and σ becomes the leave-one-out RMS
+   of the corrected residuals; before that, σ is the Δ-model's RMS error on held-out QM9 molecules;
 4. the acquisition scores the candidates again with these means and σ, and the batch is chosen among them.
 
 Targets xTB does not give keep the surrogate's prediction. The reference set is computed once per machine and
@@ -146,20 +146,20 @@ class DeltaModel:
 
 
 def recalibrate(est: np.ndarray, label: np.ndarray):
-    """Least squares ``label ≈ a + b·est`` and its leave-one-out RMS residual; None with fewer than MIN_RECAL
-    finite pairs."""
+    """The offset ``a`` = mean(label − est) and the leave-one-out RMS of label − (est + a), returned as
+    (a, 1.0, rms); None with fewer than MIN_RECAL finite pairs. Only an offset is fitted, not a slope: the
+    verified molecules of a design run sit in a narrow band of estimates (those near the goal), over which a fitted
+    slope is mostly noise, and one fitted there flattened every candidate's estimate onto the labels' mean. On
+    earlier runs' verified proposals the offset alone matched or beat a line (MAE 0.23-0.24 eV against 0.24-0.27
+    eV with 6-36 labels)."""
     ok = np.isfinite(est) & np.isfinite(label)
-    x, y = est[ok], label[ok]
-    if len(x) < MIN_RECAL:
+    r = (label - est)[ok]
+    n = len(r)
+    if n < MIN_RECAL:
         return None
-    A = np.column_stack([np.ones_like(x), x])
-    coef = np.linalg.lstsq(A, y, rcond=None)[0]
-    loo = []
-    for i in range(len(x)):
-        keep = np.arange(len(x)) != i
-        c = np.linalg.lstsq(A[keep], y[keep], rcond=None)[0]
-        loo.append(y[i] - (c[0] + c[1] * x[i]))
-    return float(coef[0]), float(coef[1]), float(np.sqrt(np.mean(np.square(loo))))
+    a = float(r.mean())
+    loo = r - (r.sum() - r) / (n - 1)  # each residual against the offset fitted without it
+    return a, 1.0, float(np.sqrt(np.mean(loo ** 2)))
 
 
 def read_xtb_results(folder: Path, smiles) -> pd.DataFrame:
