@@ -21,7 +21,7 @@ failures included):
           (`--finetune-new-fraction 0.25`, which cut the next round's error most in benchmarks/design_learners.py)
   loop+xtb  loop+cal with the multi-fidelity prescreen (`--prescreen xtb`): each round the surrogate's 100 best
           candidates get GFN2-xTB, lifted to the DFT level by a Δ-model trained on 10,000 QM9 molecules and
-          recalibrated on the verified ones, and the batch is chosen on those estimates (xTB calls are not DFT
+          with σ from the verified ones, and the batch is chosen on those estimates (xTB calls are not DFT
           calls; their count and time are reported beside the DFT budget)
   ga+gp   the GA with a fixed network corrected by a GP on fingerprints over its residuals (BoTorch), refitted
           each round: does a GP help where fine-tuning is not used?
@@ -92,7 +92,7 @@ def sync_state(base: Path, keep: Path, methods: list[str], restore: bool) -> int
         pairs += [(d, keep / m / "rounds" / d.name, "batch.csv") for d in sorted((base / m / "rounds").glob("[0-9]*"))]
         pairs += [(base / m / "rounds" / d.name, d, "batch.csv")
                   for d in sorted((keep / m / "rounds").glob("[0-9]*"))]
-        # a prescreen's xTB results: later rounds recalibrate on the verified molecules' xTB values
+        # a prescreen's xTB results: later rounds take σ from the verified molecules. xTB values
         pairs += [(base / m / "prescreen" / "results", keep / m / "prescreen", "*.json")]
     n = 0
     for run_side, keep_side, pattern in pairs:

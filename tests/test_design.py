@@ -280,15 +280,15 @@ def test_sigma_is_calibrated_by_verified_proposals(tmp_path):
 
 
 def test_recalibration_and_delta_model_learn_what_they_should():
-    """The recalibration finds a known offset (LOO RMS ≈ the noise); the Δ-model learns a substructure's offset
-    to the xTB value from a reference table."""
-    from elprop.design.multifidelity import DeltaModel, recalibrate
+    """σ from the verified candidates is their RMS error; the Δ-model learns a substructure's offset to the xTB
+    value from a reference table."""
+    from elprop.design.multifidelity import DeltaModel, verified_sigma
     rng = np.random.default_rng(0)
     x = rng.uniform(2, 8, 40)
-    y = 0.3 + x + rng.normal(0, 0.1, 40)
-    a, b, rms = recalibrate(x, y)
-    assert a == pytest.approx(0.3, abs=0.05) and b == 1.0 and 0.07 < rms < 0.14
-    assert recalibrate(x[:5], y[:5]) is None  # too few verified molecules: the Δ-model's own σ stays
+    y = x + rng.normal(0, 0.1, 40)
+    assert 0.07 < verified_sigma(x, y) < 0.14
+    assert verified_sigma(x, y + 0.3) == pytest.approx(np.sqrt(verified_sigma(x, y) ** 2 + 0.09), rel=0.1)
+    assert verified_sigma(x[:5], y[:5]) is None  # too few verified molecules: the Δ-model's own σ stays
     smiles = ["C" * n + s for n in range(1, 9) for s in ("", "O", "N", "C#N", "C=O", "F")] * 6
     ref = pd.DataFrame({"smiles": smiles})
     for t in ("homo", "lumo", "gap", "mu"):
@@ -304,7 +304,7 @@ def test_recalibration_and_delta_model_learn_what_they_should():
 
 def test_design_with_xtb_prescreen(tiny_model, tmp_path):
     """--prescreen xtb: each round's best candidates get GFN2-xTB + Δ-model estimates, the batch is chosen among
-    them, and once 6 candidates are verified the estimates are recalibrated on them."""
+    them, and once 6 candidates are verified σ comes from their errors."""
     out = tmp_path / "p"
     env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))  # a reference set of its own, computed here
     cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb", "--prescreen-top", "5",
@@ -328,7 +328,7 @@ def test_design_with_xtb_prescreen(tiny_model, tmp_path):
     pre1 = pd.read_csv(out / "rounds/01/prescreen.csv")
     pre3 = pd.read_csv(out / "rounds/03/prescreen.csv")
     assert pre1["gap_std"].nunique() == 1 and pre3["gap_std"].nunique() == 1
-    assert pre3["gap_std"].iloc[0] != pre1["gap_std"].iloc[0]  # recalibrated on round 1-2's 6 labels
+    assert pre3["gap_std"].iloc[0] != pre1["gap_std"].iloc[0]  # σ from round 1-2's 6 labels
     # the rerun of a finished run computes nothing new
     n = len(list((out / "prescreen" / "results").glob("*.json")))
     assert subprocess.run(cmd, capture_output=True, text=True, env=env).returncode == 0

@@ -60,7 +60,7 @@ def add_parser(sub):
     cal.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep the surrogate's own σ")
     r.add_argument("--prescreen", choices=("none", "xtb"), default="none",
                    help="xtb: each round, GFN2-xTB on the surrogate's --prescreen-top best candidates, lifted to the "
-                        "DFT level by a Δ-model trained on QM9 and recalibrated on every verification; the batch is "
+                        "DFT level by a Δ-model trained on QM9, with σ from the verified ones; the batch is "
                         "chosen on those estimates (default: none, the surrogate alone)")
     r.add_argument("--prescreen-top", type=int, default=100, metavar="N",
                    help="candidates per round sent to the prescreen (default: 100; a few s of xTB each)")

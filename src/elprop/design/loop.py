@@ -402,8 +402,9 @@ class DesignRun:
         return self._delta
 
     def delta_estimates(self, smiles, xtb: pd.DataFrame) -> dict:
-        """Per goal target that xTB gives: (mean, σ) at the DFT level, recalibrated on the verified candidates."""
-        from elprop.design.multifidelity import read_xtb_results, recalibrate
+        """Per goal target that xTB gives: (mean, σ) at the DFT level; σ from the verified candidates' errors once
+        there are enough of them (``multifidelity.verified_sigma``)."""
+        from elprop.design.multifidelity import read_xtb_results, verified_sigma
         dm = self.delta_model()
         raw = dm.predict(list(smiles), xtb)
         lab = self.labels()
@@ -412,12 +413,8 @@ class DesignRun:
             if len(lab) else {}
         out = {}
         for t, v in raw.items():
-            fit = recalibrate(lab_est[t], lab[f"{t}_label"].to_numpy(float)) if len(lab) else None
-            if fit is None:
-                out[t] = (v, np.full(len(v), dm.rms[t]))
-            else:
-                a, b, rms = fit
-                out[t] = (a + b * v, np.full(len(v), rms))
+            sd = verified_sigma(lab_est[t], lab[f"{t}_label"].to_numpy(float)) if len(lab) else None
+            out[t] = (v, np.full(len(v), dm.rms[t] if sd is None else sd))
         return out
 
     def verify(self, batch: pd.DataFrame, k: int) -> None:
