@@ -307,28 +307,28 @@ def test_design_with_xtb_prescreen(tiny_model, tmp_path):
     them, and once 6 candidates are verified σ comes from their errors."""
     out = tmp_path / "p"
     env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))  # a reference set of its own, computed here
-    cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb", "--prescreen-top", "5",
-                  "--prescreen-reference", "60", "--rounds", "3", "--finetune-epochs", "1")
+    cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb", "--prescreen-top", "6",
+                  "--prescreen-reference", "60", "--batch", "6", "--finetune-epochs", "1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "prescreening the surrogate's best 5" in r.stdout
+    assert "prescreening the surrogate's best 6" in r.stdout
     assert (tmp_path / "cache" / "qm9xtb-" f"{__import__('importlib.metadata').metadata.version('qm9pack')}"
             "-60-seed11.csv").is_file()
     prop = pd.read_csv(out / "proposals.csv")
-    assert len(prop) == 9
-    for k in (1, 2, 3):
+    assert len(prop) == 12
+    for k in (1, 2):
         pre = pd.read_csv(out / "rounds" / f"{k:02d}" / "prescreen.csv")
         batch = pd.read_csv(out / "rounds" / f"{k:02d}" / "batch.csv")
-        assert len(pre) == 5 and set(batch["smiles"]) <= set(pre["smiles"])
+        assert len(pre) == 6 and set(batch["smiles"]) <= set(pre["smiles"])
         for c in ("gap_xtb", "gap_surrogate_pred", "gap_surrogate_std", "surrogate_score"):
             assert c in pre.columns
         est = pre.set_index("smiles").loc[batch["smiles"]]
         assert np.allclose(est["gap_pred"], batch["gap_pred"])  # the batch carries the prescreen's estimates
         assert (out / "prescreen" / "results").is_dir()
     pre1 = pd.read_csv(out / "rounds/01/prescreen.csv")
-    pre3 = pd.read_csv(out / "rounds/03/prescreen.csv")
-    assert pre1["gap_std"].nunique() == 1 and pre3["gap_std"].nunique() == 1
-    assert pre3["gap_std"].iloc[0] != pre1["gap_std"].iloc[0]  # σ from round 1-2's 6 labels
+    pre2 = pd.read_csv(out / "rounds/02/prescreen.csv")
+    assert pre1["gap_std"].nunique() == 1 and pre2["gap_std"].nunique() == 1
+    assert pre2["gap_std"].iloc[0] != pre1["gap_std"].iloc[0]  # σ from round 1's 6 labels
     # the rerun of a finished run computes nothing new
     n = len(list((out / "prescreen" / "results").glob("*.json")))
     assert subprocess.run(cmd, capture_output=True, text=True, env=env).returncode == 0
