@@ -103,7 +103,7 @@ def main() -> int:
     if a.export_subsets:
         export_subsets(Path(a.export_subsets), n, seeds)
         return 0
-    started, runs = {}, {}
+    started, wall, runs = {}, {}, {}
     todo = [(c, seed) for seed in seeds for c in configs if not (out / f"{c}-seed{seed}" / "metrics.csv").exists()]
     procs = []
     for job in todo + [None]:
@@ -111,7 +111,7 @@ def main() -> int:
             for p in list(procs):
                 if p[0].poll() is not None:
                     procs.remove(p)
-                    started[p[1]] = round(time.time() - started[p[1]], 1)
+                    wall[p[1]] = round(time.time() - started[p[1]], 1)
                     if p[0].returncode:
                         print(f"{p[1][0]} seed {p[1][1]}: exit {p[0].returncode}; see "
                               f"{out / f'{p[1][0]}-seed{p[1][1]}.log'}", file=sys.stderr)
@@ -142,7 +142,7 @@ def main() -> int:
                                "val_mae": {t: float(m[(m.split == "val") & (m.target == t)]["mae"].iloc[0])
                                            for t in TARGETS},
                                "train_s": float(hist["time_s"].max()), "epochs": int(hist["epoch"].max()),
-                               "wall_s_this_call": started.get((c, seed))}
+                               "wall_s_this_call": wall.get((c, seed))}
             print(f"{c} seed {seed}: " + ", ".join(f"{t} {v:.4f}" for t, v in runs[(c, seed)]["test_mae"].items()))
     rows = []
     for c in configs:

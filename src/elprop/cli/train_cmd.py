@@ -148,7 +148,7 @@ def run_train(args) -> int:
     for name in ("epochs", "batch_size", "dim", "layers", "ensemble", "pool"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.tta < 0 or args.crop < 0 or (getattr(args, "dipole_weight", 0) or 0) < 0:
+    if args.tta < 0 or args.crop < 0 or args.dipole_weight < 0:
         raise InputError("--tta, --crop and --dipole-weight must be 0 or more")
     rep = MODELS[args.model].representation
     names = target_names(args) if rep != "density-map" else []

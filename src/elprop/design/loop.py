@@ -383,15 +383,7 @@ class DesignRun:
         return cand
 
     def xtb_label(self, smiles: list[str]) -> None:
-        from elprop.core.dataset import Dataset, Molecule
-        from elprop.density.dft import DFTSettings
-        from elprop.label.run import label_items, molecule_items
-        settings = DFTSettings()
-        ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=s, name=f"x{j:04d}")
-                                     for j, s in enumerate(smiles)], [])
-        label_items(molecule_items(ds, settings), self.out / "prescreen", settings, opt=self.cfg.label_opt,
-                    seed=self.cfg.seed, workers=self.cfg.workers, scheduler=self.cfg.scheduler,
-                    progress=self.progress, log=self.log, method="xtb")
+        self.run_oracle(smiles, [f"x{j:04d}" for j in range(len(smiles))], self.out / "prescreen", "xtb")
 
     def delta_model(self):
         if self._delta is None:
@@ -417,21 +409,24 @@ class DesignRun:
             out[t] = (v, np.full(len(v), dm.rms[t] if sd is None else sd))
         return out
 
-    def verify(self, batch: pd.DataFrame, k: int) -> None:
+    def run_oracle(self, smiles: list[str], names: list[str], folder: Path, method: str) -> None:
+        """``elprop label`` (method dft or xtb) of ``smiles`` into ``folder``, at the run's geometry route, seed and
+        workers; molecules the folder already holds are not computed again."""
         from elprop.core.dataset import Dataset, Molecule
         from elprop.density.dft import DFTSettings
         from elprop.label.run import label_items, molecule_items
+        settings = DFTSettings()
+        ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=s, name=n) for s, n in zip(smiles, names)], [])
+        label_items(molecule_items(ds, settings), folder, settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
+                    workers=self.cfg.workers, scheduler=self.cfg.scheduler, progress=self.progress, log=self.log,
+                    method=method)
+
+    def verify(self, batch: pd.DataFrame, k: int) -> None:
         if not len(batch):
             return
-        settings = DFTSettings()
-        ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=s, name=n)
-                                     for s, n in zip(batch["smiles"], batch["name"])], [])
-        items = molecule_items(ds, settings)
         what = "GFN2-xTB, a stand-in oracle" if self.cfg.oracle == "xtb" else "DFT"
-        self.log(f"round {k}: verifying {len(items)} molecules ({what})")
-        label_items(items, self.labels_dir, settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
-                    workers=self.cfg.workers, scheduler=self.cfg.scheduler, progress=self.progress,
-                    log=self.log, method=self.cfg.oracle)
+        self.log(f"round {k}: verifying {len(batch)} molecules ({what})")
+        self.run_oracle(batch["smiles"].tolist(), batch["name"].tolist(), self.labels_dir, self.cfg.oracle)
         from elprop.label.run import assemble_all
         assemble_all(self.labels_dir)  # labels.csv: every molecule of the folder, not only this batch
         self._verified_set = None  # the batch just verified joins the set on the next call
