@@ -342,3 +342,42 @@ def test_stratified_subset_is_seeded_and_covers_every_size(qm9):
     heavy = {int((qm9[int(i)].z > 1).sum()) for i in a}
     assert heavy == set(range(1, 10))
     assert not np.array_equal(a, parse_subset("stratified:300:1", qm9))
+
+
+def test_scf_archive_rebuilds_a_fresh_store_without_any_scf(tmp_path, qm9, monkeypatch):
+    """Converged SCFs go into the archive; a new store (another grid) of the same molecules takes them from there
+    and gets the same energies and, on the same grid, the same densities, with no SCF run at all."""
+    import elprop.density.dft as dft_mod
+    from elprop.density.generate import generate, kind_params
+    from elprop.density.scf_archive import SCFArchive
+    arch = tmp_path / "scf"
+    p = kind_params("dft", 0.6, xc=LEVEL[0], basis=LEVEL[1])
+    quiet = dict(workers=0, progress=False, log=lambda *a: None, scf_archive=arch)
+    first = _store(tmp_path, qm9, [1, 2, 5], name="a.zarr")
+    s = generate(first, "dft", p, **quiet)
+    assert s["computed"] == 3 and s["restored"] == 0
+    a = SCFArchive(arch, p["settings"])
+    assert len(a) == 3 and (a.dir / "settings.json").is_file()
+    assert not list(a.dir.glob(".*tmp*"))  # nothing half-written left behind
+
+    def no_scf(*args, **kw):
+        raise AssertionError("an archived molecule ran its SCF again")
+    monkeypatch.setattr(dft_mod, "run_scf", no_scf)
+    same = _store(tmp_path, qm9, [5, 1, 2], name="b.zarr")  # same grid, other record order
+    s = generate(same, "dft", p, **quiet)
+    assert s["computed"] == 3 and s["restored"] == 3
+    g1, g2 = first.root["dft"], same.root["dft"]
+    for i, j in [(0, 1), (1, 2), (2, 0)]:
+        assert g2["energy_eV"][j] == g1["energy_eV"][i] and g2["homo_eV"][j] == g1["homo_eV"][i]
+        assert np.allclose(same.read(j, ["dft"]), first.read(i, ["dft"]), rtol=2e-3, atol=1e-4)
+        dm1, b1 = first.density_matrix(i)
+        dm2, b2 = same.density_matrix(j)
+        assert b1 == b2 and np.abs(dm1 - dm2).max() < 1e-5
+    other = _store(tmp_path, qm9, [1, 2, 5], n=16, box=10.0, name="c.zarr")  # another grid: still no SCF
+    assert generate(other, "dft", p, **quiet)["restored"] == 3
+    for k in range(3):
+        z, _ = other.atoms(k)
+        assert abs(other.root["dft"]["electrons"][k] - z.sum()) < 0.05 * z.sum()
+    # another level of theory is another archive: nothing restored, so the SCF would run
+    p2 = kind_params("dft", 0.6, xc="b3lyp", basis=LEVEL[1])
+    assert len(SCFArchive(arch, p2["settings"])) == 0

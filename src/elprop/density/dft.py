@@ -73,9 +73,11 @@ def run_scf(z, pos, settings: DFTSettings = DFTSettings(), attempts: list[dict] 
     """RKS (closed shell) or, with ``settings.spin`` > 0, UKS on a molecule (Å) of charge ``settings.charge``.
     Returns a dict with ``ok``, ``attempt`` (index of the attempt
     that converged, -1 if none), ``log`` (one entry per attempt), and, when ok: ``energy_eV``, ``homo_eV``,
-    ``lumo_eV``, ``dipole_D`` (3-vector), ``basis``, ``dm`` (AO density matrix), ``n_cycles``, ``wall_s``."""
+    ``lumo_eV``, ``dipole_D`` (3-vector), ``basis``, ``dm`` (AO density matrix), ``orbitals`` (the occupied MO
+    coefficients and their occupations, from which ``dm`` follows; see ``scf_archive``), ``n_cycles``, ``wall_s``."""
     from pyscf import dft
 
+    from elprop.density.scf_archive import occupied_orbitals
     t0 = time.time()
     attempts = settings.attempts() if attempts is None else attempts
     log = []
@@ -121,6 +123,7 @@ def run_scf(z, pos, settings: DFTSettings = DFTSettings(), attempts: list[dict] 
                 "homo_eV": float(e_mo[occ > 0].max()) * HARTREE_TO_EV,
                 "lumo_eV": float(e_mo[occ == 0].min()) * HARTREE_TO_EV if (occ == 0).any() else float("nan"),
                 "dipole_D": np.asarray(dip, dtype=np.float64), "dm": dm, "spin": spin,
+                "orbitals": occupied_orbitals(mf.mo_coeff, mf.mo_occ),
                 "n_cycles": len(cycles), "wall_s": time.time() - t0}
     return {"ok": False, "attempt": -1, "log": log, "wall_s": time.time() - t0}
 

@@ -20,20 +20,21 @@ from elprop.density.store import DONE, FAILED, PENDING, DensityStore
 
 # --- work done on the workers --------------------------------------------------------------------------------
 def compute_batch(kind: str, params: dict, items: list[tuple], threads: int = 1) -> list[tuple[int, dict]]:
-    """Compute records ``items`` = [(record, z, pos, center, n, spacing)] of ``kind``; runs on a Dask worker
-    (or in process). Returns [(record, result dict)]; a failure is a result with ok=False and a message."""
+    """Compute records ``items`` = [(record, z, pos, center, n, spacing[, archived])] of ``kind``; runs on a Dask
+    worker (or in process). ``archived``: an SCF result from an ``SCFArchive``, used instead of running the SCF.
+    Returns [(record, result dict)]; a failure is a result with ok=False and a message."""
     from elprop.density.grid import Grid
     out = []
-    for rec, z, pos, center, n, spacing in items:
+    for rec, z, pos, center, n, spacing, *archived in items:
         grid = Grid(np.asarray(center), int(n), float(spacing))
         try:
-            out.append((rec, _compute_one(kind, params, z, pos, grid, threads)))
+            out.append((rec, _compute_one(kind, params, z, pos, grid, threads, archived[0] if archived else None)))
         except InputError as e:
             out.append((rec, {"ok": False, "error": str(e), "log": []}))
     return out
 
 
-def _compute_one(kind, params, z, pos, grid, threads):
+def _compute_one(kind, params, z, pos, grid, threads, archived=None):
     if kind == "promolecular":
         from elprop.density.promolecular import promolecular_density
         rho = promolecular_density(z, pos, grid, blur=params["blur"], level=(params["xc"], params["basis"]))
@@ -48,7 +49,7 @@ def _compute_one(kind, params, z, pos, grid, threads):
     from elprop.density.grid import integrate
     lib.num_threads(threads)
     settings = DFTSettings(**params["settings"])
-    res = run_scf(z, pos, settings, attempts=params.get("attempts"))
+    res = archived if archived is not None else run_scf(z, pos, settings, attempts=params.get("attempts"))
     if not res["ok"]:
         return {"ok": False, "log": res["log"], "error": "SCF did not converge in any attempt"
                 if res["log"] and "error" not in res["log"][-1] else res["log"][-1].get("error", "")}
@@ -56,7 +57,13 @@ def _compute_one(kind, params, z, pos, grid, threads):
     return {"ok": True, "density": rho, "dm_packed": pack_dm(res["dm"]), "nao": res["dm"].shape[0],
             "energy_eV": res["energy_eV"], "homo_eV": res["homo_eV"], "lumo_eV": res["lumo_eV"],
             "dipole_D": res["dipole_D"], "converged": True, "attempt": res["attempt"], "n_cycles": res["n_cycles"],
-            "wall_s": res["wall_s"], "electrons": integrate(rho, grid), "log": res["log"]}
+            "wall_s": res["wall_s"], "electrons": integrate(rho, grid), "log": res["log"],
+            "orbitals": res.get("orbitals"), "basis": res["basis"], "restored": archived is not None}
+
+
+def _same_basis(archived: dict, attempts: list[dict], params: dict) -> bool:
+    k = archived["attempt"]
+    return 0 <= k < len(attempts) and attempts[k].get("basis", params["settings"]["basis"]) == archived["basis"]
 
 
 # --- parameters of each kind ---------------------------------------------------------------------------------
@@ -92,8 +99,12 @@ def level_of_theory(kind: str, params: dict) -> str:
 # --- the driver ----------------------------------------------------------------------------------------------
 def generate(store: DensityStore, kind: str, params: dict, *, dtype="float16", workers: int = 2, scheduler=None,
              threads_per_worker: int = 1, retry_failed: bool = False, batch: int | None = None, progress=True,
-             log=print) -> dict:
-    """Fill the pending records of ``kind`` in ``store``; returns a summary dict."""
+             log=print, scf_archive=None) -> dict:
+    """Fill the pending records of ``kind`` in ``store``; returns a summary dict.
+
+    ``scf_archive`` (a folder, kind dft only): every converged SCF is also written there (``SCFArchive``), and a
+    record whose molecule the archive already holds at these settings is evaluated from the archived orbitals
+    instead of running its SCF again (counted as ``restored``)."""
     from elprop.density.dft import DFTSettings
     store.lock()
     try:
@@ -105,17 +116,33 @@ def generate(store: DensityStore, kind: str, params: dict, *, dtype="float16", w
         todo = np.nonzero((st == PENDING) | ((st == FAILED) if retry_failed else False))[0]
         n_done0 = int((st == DONE).sum())
         log(f"{kind}: {len(st)} records, {n_done0} done, {int((st == FAILED).sum())} failed, {len(todo)} to compute")
-        summary = {"kind": kind, "records": len(st), "computed": 0, "failed": 0, "wall_s": 0.0}
+        summary = {"kind": kind, "records": len(st), "computed": 0, "failed": 0, "restored": 0, "wall_s": 0.0}
         if len(todo) == 0:
             return summary
         batch = batch or (1 if kind == "dft" else 16)
         gp = store.grid_params
         z_all, pos_all = store.root["z"][:], store.root["pos"][:]
         na, centers = store.root["n_atoms"][:], store.root["center"][:]
+        archive = None
+        if scf_archive is not None and kind == "dft":
+            from elprop.density.scf_archive import SCFArchive
+            archive = SCFArchive(scf_archive, params["settings"])
+            n_have = sum((z_all[r, :na[r]], pos_all[r, :na[r]]) in archive for r in todo)
+            log(f"dft: the SCF archive {archive.dir} holds {n_have} of the {len(todo)} molecules to compute")
+
+        def atoms(r):
+            return z_all[r, :na[r]].astype(np.int64), pos_all[r, :na[r]].astype(np.float64)
 
         def items(recs):
-            return [(int(r), z_all[r, :na[r]].astype(np.int64), pos_all[r, :na[r]].astype(np.float64), centers[r],
-                     int(gp["shape"]), float(gp["spacing_A"])) for r in recs]
+            out = []
+            for r in recs:
+                z, pos = atoms(r)
+                it = (int(r), z, pos, centers[r], int(gp["shape"]), float(gp["spacing_A"]))
+                got = archive.get(z, pos) if archive is not None else None
+                if got is not None and not _same_basis(got, g.attrs["attempts"], params):
+                    got = None  # converged under another attempt list: the store could not name its basis
+                out.append(it if got is None else it + (got,))
+            return out
         chunks = [todo[s:s + batch] for s in range(0, len(todo), batch)]
         t0 = time.time()
         bar = None
@@ -124,9 +151,14 @@ def generate(store: DensityStore, kind: str, params: dict, *, dtype="float16", w
             bar = tqdm(total=len(todo), desc=f"{kind} densities", unit="mol", mininterval=1.0)
 
         def write(results):
+            if archive is not None:  # the archive first: a kill after it loses only the cheap grid
+                for rec, res in results:
+                    if res.get("ok") and not res.get("restored") and res.get("orbitals") is not None:
+                        archive.put(*atoms(rec), res, smiles=str(store.root["smiles"][rec]))
             store.write_records(kind, [r for r, _ in results], [res for _, res in results])
             for rec, res in results:
                 summary["computed" if res.get("ok") else "failed"] += 1
+                summary["restored"] += bool(res.get("restored"))
                 if not res.get("ok"):
                     log(f"record {rec} (source index {int(store.root['source_index'][rec])}) failed: "
                         f"{res.get('error', '')}")
@@ -147,7 +179,8 @@ def generate(store: DensityStore, kind: str, params: dict, *, dtype="float16", w
         summary["wall_s"] = wall
         n = summary["computed"] + summary["failed"]
         summary["molecules_per_hour"] = n / wall * 3600 if wall > 0 else float("nan")
-        log(f"{kind}: computed {summary['computed']}, failed {summary['failed']} in {wall:.1f} s "
+        restored = f" ({summary['restored']} from the SCF archive)" if archive is not None else ""
+        log(f"{kind}: computed {summary['computed']}{restored}, failed {summary['failed']} in {wall:.1f} s "
             f"({summary['molecules_per_hour']:.0f} molecules/hour)")
         return summary
     finally:
