@@ -23,6 +23,9 @@ failures included):
           candidates get GFN2-xTB, lifted to the DFT level by a Δ-model trained on 10,000 QM9 molecules and
           with σ from the verified ones, and the batch is chosen on those estimates (xTB calls are not DFT
           calls; their count and time are reported beside the DFT budget)
+  loop+xtb+dft  loop+xtb with a second prescreen stage (`--prescreen xtb,dft:6-31g --prescreen-top 100,36`): the
+          36 best after xTB get a B3LYP/6-31G single point (the QM9 functional in a small basis, at the same
+          geometry), lifted by a Δ-model trained on 500 QM9 molecules, and the batch is chosen on those
   ga+gp   the GA with a fixed network corrected by a GP on fingerprints over its residuals (BoTorch), refitted
           each round: does a GP help where fine-tuning is not used?
   loop+gp the full loop with the GP on top
@@ -60,6 +63,8 @@ METHODS = {"random": ["--generator", "random", "--no-finetune", "--no-calibrate"
            "loop+cal": ["--generator", "ga", "--calibrate"],
            "loop+cal+nf": ["--generator", "ga", "--calibrate", "--finetune-new-fraction", "0.25"],
            "loop+xtb": ["--generator", "ga", "--calibrate", "--prescreen", "xtb"],
+           "loop+xtb+dft": ["--generator", "ga", "--calibrate", "--prescreen", "xtb,dft:6-31g", "--prescreen-top",
+                            "100,36"],
            "ga+gp": ["--generator", "ga", "--no-finetune", "--gp", "--no-calibrate"],
            "loop+gp": ["--generator", "ga", "--gp", "--no-calibrate"]}
 
@@ -92,8 +97,11 @@ def sync_state(base: Path, keep: Path, methods: list[str], restore: bool) -> int
         pairs += [(d, keep / m / "rounds" / d.name, "batch.csv") for d in sorted((base / m / "rounds").glob("[0-9]*"))]
         pairs += [(base / m / "rounds" / d.name, d, "batch.csv")
                   for d in sorted((keep / m / "rounds").glob("[0-9]*"))]
-        # a prescreen's xTB results: later rounds take σ from the verified molecules. xTB values
-        pairs += [(base / m / "prescreen" / "results", keep / m / "prescreen", "*.json")]
+        # each prescreen stage's results (xTB in prescreen/, small-basis DFT in prescreen-dft-*/): later rounds
+        # take σ from the verified molecules' values, and the DFT stage's are worth keeping like labels
+        stages = {d.name for side in (base / m, keep / m) if side.is_dir() for d in side.glob("prescreen*")
+                  if d.is_dir()}
+        pairs += [(base / m / st / "results", keep / m / st, "*.json") for st in sorted(stages)]
     n = 0
     for run_side, keep_side, pattern in pairs:
         src, dst = (keep_side, run_side) if restore else (run_side, keep_side)
@@ -148,9 +156,15 @@ def method_summary(run: Path, target: str, task: dict) -> dict:
     prop = prop[prop["verified"].astype(bool) | prop["ok"].notna()]  # proposals the oracle has answered
     s = summarize(prop)
     s["oracle_s"] = float(prop["label_s"].sum())
-    xtb = sorted((run / "prescreen" / "results").glob("*.json"))  # the prescreen's GFN2-xTB calls (not DFT calls)
-    s["xtb_calls"] = len(xtb)
-    s["xtb_s"] = float(sum(json.loads(f.read_text()).get("wall_s") or 0 for f in xtb))
+    # the prescreen's cheap calls (not oracle calls), per stage: GFN2-xTB in prescreen/, B3LYP/small basis in
+    # prescreen-dft-*/
+    s["prescreen"] = {}
+    for d in sorted(run.glob("prescreen*/results")):
+        files = sorted(d.glob("*.json"))
+        s["prescreen"][d.parent.name] = {"calls": len(files), "s": float(sum(json.loads(f.read_text()).get("wall_s")
+                                                                              or 0 for f in files))}
+    x = s["prescreen"].get("prescreen", {})
+    s["xtb_calls"], s["xtb_s"] = x.get("calls", 0), x.get("s", 0.0)
     s["surrogate_mae_per_round"] = round_mae(prop, target)
     s["novel_fraction"] = float(prop["novel"].mean()) if prop["novel"].notna().any() else None
     s["diagnosis"] = diagnose(prop, target, task.get("window"))
@@ -235,7 +249,7 @@ def main() -> int:
              f"{' (novel only)' if task['novel_only'] else ''}; {a.rounds} rounds × {a.batch} oracle calls "
              f"({a.oracle}), seed {a.seed}.", "",
              "| method | calls | hits | hits per call | hit rate per round | best value | novel | hit diversity | "
-             f"surrogate MAE on proposals per round [{target}] | top-10 AUC | oracle s | xTB prescreen calls (s) |",
+             f"surrogate MAE on proposals per round [{target}] | top-10 AUC | oracle s | prescreen calls (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, s in results["methods"].items():
         rates = " / ".join(f"{r['hit_rate']:.2f}" for r in s["rounds"])
@@ -244,7 +258,8 @@ def main() -> int:
         lines.append(f"| {m} | {s['calls']} | {s['hits']} | {s['hits_per_call']:.3f} | {rates} | "
                      f"{fmt(s['best_value'], '.3f')} | {fmt(s['novel_fraction'], '.2f')} | "
                      f"{fmt(s['hit_diversity'], '.2f')} | {mae} | {fmt(s['top10_auc'], '.3f')} | {s['oracle_s']:.0f} | "
-                     + (f"{s['xtb_calls']} ({s['xtb_s']:.0f}) |" if s.get("xtb_calls") else "— |"))
+                     + (" + ".join(f"{v['calls']} {k.replace('prescreen-', '').replace('prescreen', 'xtb')} "
+                                   f"({v['s']:.0f})" for k, v in s["prescreen"].items()) or "—") + " |")
     lines += ["", f"Why proposals missed (every verified proposal, prediction at proposal time) [{target}]:", "",
               "| method | n | MAE | bias (pred − DFT) | within ±2σ | median σ | predicted in window | of those confirmed "
               "| labels below / above the window | RMS z per round | RMS z per round, σ calibrated on earlier rounds |",

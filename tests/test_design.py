@@ -150,6 +150,10 @@ def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
     (["--objective", "max:logS"], "has no target 'logS'"),
     (["--objective", "gap=3:3.5", "--finetune-new-fraction", "1"], "give a fraction in [0, 1)"),
     (["--objective", "gap=3:3.5", "--generator", "library", "--library", "missing.smi"], "no such file"),
+    (["--objective", "gap=3:3.5", "--prescreen", "xtb,dftb"], "stages are 'xtb' or 'dft:BASIS'"),
+    (["--objective", "gap=3:3.5", "--prescreen", "dft:no-such-basis"], "PySCF knows no basis"),
+    (["--objective", "gap=3:3.5", "--prescreen", "xtb", "--prescreen-top", "5"], "at least --batch 12"),
+    (["--objective", "gap=3:3.5", "--prescreen", "xtb", "--prescreen-top", "100,40"], "one positive number per"),
 ])
 def test_design_bad_input_exit_2(tiny_model, tmp_path, capsys, args, msg):
     from elprop.cli.main import main
@@ -303,33 +307,54 @@ def test_recalibration_and_delta_model_learn_what_they_should():
 
 
 def test_design_with_xtb_prescreen(tiny_model, tmp_path):
-    """--prescreen xtb: each round's best candidates get GFN2-xTB + Δ-model estimates, the batch is chosen among
-    them, and once 6 candidates are verified σ comes from their errors."""
+    """--prescreen as a cascade, xTB then a small-basis DFT single point (STO-3G here, to stay fast): each round
+    the best candidates get GFN2-xTB + Δ-model estimates, the best of those B3LYP/STO-3G + Δ-model estimates, and
+    the batch is chosen among the last; once 6 candidates are verified σ comes from their errors."""
     out = tmp_path / "p"
-    env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))  # a reference set of its own, computed here
-    cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb", "--prescreen-top", "6",
-                  "--prescreen-reference", "60", "--batch", "6", "--finetune-epochs", "1")
+    env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))  # reference sets of its own, computed here
+    cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb,dft:sto-3g", "--prescreen-top", "8,6",
+                  "--prescreen-reference", "30,24", "--batch", "6", "--finetune-epochs", "1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "prescreening the surrogate's best 6" in r.stdout
-    assert (tmp_path / "cache" / "qm9xtb-" f"{__import__('importlib.metadata').metadata.version('qm9pack')}"
-            "-60-seed11.csv").is_file()
+    assert "prescreening the surrogate's best 8" in r.stdout and "with B3LYP/sto-3g" in r.stdout
+    version = __import__('importlib.metadata').metadata.version('qm9pack')
+    assert (tmp_path / "cache" / f"qm9xtb-{version}-30-seed11.csv").is_file()
+    assert (tmp_path / "cache" / f"qm9dft-sto-3g-{version}-24-seed11.csv").is_file()
+    assert json.loads((out / "config.json").read_text())["design"]["prescreen_top"] == "8,6"
     prop = pd.read_csv(out / "proposals.csv")
     assert len(prop) == 12
     for k in (1, 2):
+        first = pd.read_csv(out / "rounds" / f"{k:02d}" / "prescreen-xtb.csv")
         pre = pd.read_csv(out / "rounds" / f"{k:02d}" / "prescreen.csv")
         batch = pd.read_csv(out / "rounds" / f"{k:02d}" / "batch.csv")
-        assert len(pre) == 6 and set(batch["smiles"]) <= set(pre["smiles"])
-        for c in ("gap_xtb", "gap_surrogate_pred", "gap_surrogate_std", "surrogate_score"):
+        assert len(first) == 8 and len(pre) == 6 and set(pre["smiles"]) <= set(first["smiles"])
+        assert set(batch["smiles"]) <= set(pre["smiles"])
+        for c in ("gap_xtb", "gap_dft_sto_3g", "gap_surrogate_pred", "gap_surrogate_std", "surrogate_score"):
             assert c in pre.columns
+        assert not np.allclose(pre["gap_xtb"], pre["gap_dft_sto_3g"])  # two levels, two sets of values
         est = pre.set_index("smiles").loc[batch["smiles"]]
-        assert np.allclose(est["gap_pred"], batch["gap_pred"])  # the batch carries the prescreen's estimates
-        assert (out / "prescreen" / "results").is_dir()
+        assert np.allclose(est["gap_pred"], batch["gap_pred"])  # the batch carries the last stage's estimates
+    for folder in ("prescreen", "prescreen-dft-sto-3g"):
+        assert len(list((out / folder / "results").glob("*.json"))) >= 6
+    page = (out / "report.html").read_text()
+    assert "GFN2-xTB on 8 a round" in page and "B3LYP/sto-3g on 6 a round" in page
     pre1 = pd.read_csv(out / "rounds/01/prescreen.csv")
     pre2 = pd.read_csv(out / "rounds/02/prescreen.csv")
     assert pre1["gap_std"].nunique() == 1 and pre2["gap_std"].nunique() == 1
     assert pre2["gap_std"].iloc[0] != pre1["gap_std"].iloc[0]  # σ from round 1's 6 labels
     # the rerun of a finished run computes nothing new
-    n = len(list((out / "prescreen" / "results").glob("*.json")))
+    n = {f: len(list((out / f / "results").glob("*.json"))) for f in ("prescreen", "prescreen-dft-sto-3g")}
     assert subprocess.run(cmd, capture_output=True, text=True, env=env).returncode == 0
-    assert len(list((out / "prescreen" / "results").glob("*.json"))) == n
+    assert n == {f: len(list((out / f / "results").glob("*.json"))) for f in ("prescreen", "prescreen-dft-sto-3g")}
+
+
+def test_prescreen_stages_parse_with_defaults():
+    from elprop.design.multifidelity import parse_prescreen, stage_numbers
+    assert parse_prescreen("none") == [] and parse_prescreen(None) == []
+    xtb, dft = parse_prescreen("xtb, dft:6-31G")
+    assert (xtb.prefix, xtb.folder, dft.prefix, dft.folder) == ("xtb", "prescreen", "dft_6_31g", "prescreen-dft-6-31g")
+    assert dft.settings()["basis"] == "6-31g" and dft.settings()["xc"] == "b3lyp"
+    assert stage_numbers(None, 2, [100, 36], "--prescreen-top") == [100, 36]
+    assert stage_numbers("80", 2, [100, 36], "--prescreen-top") == [80, 36]
+    assert stage_numbers(100, 1, [100], "--prescreen-top") == [100]
+    assert stage_numbers(100, 0, [], "--prescreen-top") == []  # a resumed run without prescreen stores 100

@@ -58,15 +58,19 @@ def add_parser(sub):
                           "(prediction - label) / σ at proposal time, at least 1, from 5 labels on): on by default "
                           "in a new run; a resumed run keeps its setting")
     cal.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="keep the surrogate's own σ")
-    r.add_argument("--prescreen", choices=("none", "xtb"), default="none",
-                   help="xtb: each round, GFN2-xTB on the surrogate's --prescreen-top best candidates, lifted to the "
-                        "DFT level by a Δ-model trained on QM9, with σ from the verified ones; the batch is "
-                        "chosen on those estimates (default: none, the surrogate alone)")
-    r.add_argument("--prescreen-top", type=int, default=100, metavar="N",
-                   help="candidates per round sent to the prescreen (default: 100; a few s of xTB each)")
-    r.add_argument("--prescreen-reference", type=int, default=10000, metavar="N",
-                   help="QM9 molecules whose GFN2-xTB single points train the Δ-model (default: 10000; computed "
-                        "once per machine and cached, about 5 min on 2 cores)")
+    r.add_argument("--prescreen", default="none", metavar="STAGES",
+                   help="cheap calculations on the best candidates before DFT: xtb (GFN2-xTB), dft:BASIS (a "
+                        "B3LYP/BASIS single point, e.g. dft:6-31g), or a cascade cheapest first (xtb,dft:6-31g). "
+                        "Each stage takes the best --prescreen-top candidates so far, lifts its values to the DFT "
+                        "level by a Δ-model trained on QM9, with σ from the verified ones, and scores them again; "
+                        "the batch is chosen on the last stage's estimates (default: none, the surrogate alone)")
+    r.add_argument("--prescreen-top", metavar="N[,N]",
+                   help="candidates per round sent to each prescreen stage (default: 100 for the first stage, "
+                        "3 × --batch for later ones; a DFT stage costs more per molecule than xTB)")
+    r.add_argument("--prescreen-reference", metavar="N[,N]",
+                   help="QM9 molecules whose single points at each stage's level train its Δ-model (default: "
+                        "10000 for xtb, about 5 min on 2 cores; 500 for dft:BASIS); computed once per machine "
+                        "and cached")
     r.add_argument("--oracle", default="dft", choices=("dft", "xtb"),
                    help="verification: dft (default; B3LYP/6-31G(2df,p) at a GFN2-xTB geometry, the QM9 level) or "
                         "xtb (GFN2-xTB, a stand-in for tests and quick tries)")

@@ -63,9 +63,10 @@ class DesignConfig:
     labels_dir: str | None = None  # the oracle's folder (default: OUT/labels); runs may share one
     gp: bool = False  # correct the surrogate by a GP on fingerprints over its residuals on verified molecules
     calibrate: bool | None = None  # scale σ by the RMS z-score of verified proposals (None: on in a new run)
-    prescreen: str | None = None  # "xtb": GFN2-xTB + Δ-model on the surrogate's best candidates (multifidelity.py)
-    prescreen_top: int = 100  # candidates per round sent to the prescreen
-    prescreen_reference: int = 10000  # QM9 molecules with xTB single points that train the Δ-model
+    prescreen: str | None = None  # "xtb", "dft:BASIS" or a cascade "xtb,dft:6-31g": cheap levels + Δ-models on the
+    #                               surrogate's best candidates (multifidelity.py)
+    prescreen_top: int | str = 100  # candidates per round sent to each prescreen stage ("100,36")
+    prescreen_reference: int | str = 10000  # QM9 molecules that train each stage's Δ-model ("10000,500")
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -79,6 +80,10 @@ LEGACY = {"calibrate": False, "finetune_new_fraction": 0.0, "prescreen": None, "
           "prescreen_reference": 10000}
 
 
+def _per_stage(values: list[int]) -> int | str:
+    return values[0] if len(values) == 1 else ",".join(map(str, values))
+
+
 class DesignRun:
     def __init__(self, out, cfg: DesignConfig, goal: Goal, space: SearchSpace, log=print, progress: bool = True):
         self.out, self.cfg, self.goal, self.space, self.log, self.progress = Path(out), cfg, goal, space, log, progress
@@ -88,11 +93,19 @@ class DesignRun:
             raise InputError("--generator library needs --library FILE")
         if cfg.rounds < 1 or cfg.batch < 1:
             raise InputError("--rounds and --batch must be at least 1")
-        if cfg.prescreen not in (None, "xtb"):
-            raise InputError(f"--prescreen {cfg.prescreen!r}: 'xtb' or none")
-        if cfg.prescreen and cfg.prescreen_top < cfg.batch:
-            raise InputError(f"--prescreen-top {cfg.prescreen_top} must be at least --batch {cfg.batch}")
-        self._delta = None
+        from elprop.design.multifidelity import parse_prescreen, stage_numbers
+        self.stages = parse_prescreen(cfg.prescreen)
+        n = len(self.stages)
+        self.stage_top = stage_numbers(cfg.prescreen_top, n, [100] + [3 * cfg.batch] * n, "--prescreen-top")
+        self.stage_reference = stage_numbers(cfg.prescreen_reference, n,
+                                             [10000 if st.method == "xtb" else 500 for st in self.stages],
+                                             "--prescreen-reference")
+        if any(t < cfg.batch for t in self.stage_top):
+            raise InputError(f"--prescreen-top {cfg.prescreen_top}: every stage needs at least --batch {cfg.batch}")
+        # what the run's config records: the numbers in use (one stage: a plain number, as before cascades)
+        cfg.prescreen_top = _per_stage(self.stage_top) if n else LEGACY["prescreen_top"]
+        cfg.prescreen_reference = _per_stage(self.stage_reference) if n else LEGACY["prescreen_reference"]
+        self._delta = {}
         self._models = {}
         self._gps = {}
         self._scales = None  # (number of labels, σ factor per target)
@@ -359,49 +372,63 @@ class DesignRun:
 
     # --- the multi-fidelity prescreen --------------------------------------------------------------------------
     def prescreen(self, k: int, pool: pd.DataFrame) -> pd.DataFrame:
-        """The surrogate's ``prescreen_top`` best candidates (kept apart like a batch) with GFN2-xTB + Δ-model
-        estimates in place of the surrogate's (which stay as ``T_surrogate_pred`` and ``T_surrogate_std``), scored
-        again; the batch is chosen among them. ``rounds/NN/prescreen.csv``."""
-        from elprop.design.multifidelity import read_xtb_results
+        """Each stage of ``--prescreen`` in turn: the best ``top`` candidates so far (kept apart like a batch) get
+        the stage's level + Δ-model estimates in place of the earlier ones (the surrogate's stay as
+        ``T_surrogate_pred`` and ``T_surrogate_std``, each stage's raw values as ``T_PREFIX``), and are scored
+        again; the next stage, or the batch, chooses among them. ``rounds/NN/prescreen.csv`` (the last stage)
+        and ``rounds/NN/prescreen-PREFIX.csv`` (the stages before it)."""
+        from elprop.design.multifidelity import read_results
         d = self.round_dir(k)
-        if (d / "prescreen.csv").exists():
-            return pd.read_csv(d / "prescreen.csv", keep_default_na=False, na_values=[""])
-        cand = self.select(pool, k, n=self.cfg.prescreen_top)
-        self.log(f"round {k}: prescreening the surrogate's best {len(cand)} of {len(pool)} with GFN2-xTB")
-        self.xtb_label(cand["smiles"].tolist())
-        xtb = read_xtb_results(self.out / "prescreen", cand["smiles"])
-        est = self.delta_estimates(cand["smiles"], xtb)
-        for t, (mean, std) in est.items():
-            cand[f"{t}_surrogate_pred"], cand[f"{t}_surrogate_std"] = cand[f"{t}_pred"], cand[f"{t}_std"]
-            cand[f"{t}_xtb"] = xtb[f"xtb_{t}"].to_numpy()
-            cand[f"{t}_pred"], cand[f"{t}_std"] = mean, std
-        cand["surrogate_score"] = cand["score"]
-        cand["score"] = self.acquisition(cand, self.best_verified())
-        ok = np.all([np.isfinite(cand[f"{t}_pred"]) for t in est], axis=0) if est else np.ones(len(cand), bool)
-        cand.loc[~ok, "score"] = -np.inf  # xTB failed: not proposed
-        _write_csv(d / "prescreen.csv", cand)
+        cand = pool
+        for i, (st, top) in enumerate(zip(self.stages, self.stage_top)):
+            last = i == len(self.stages) - 1
+            f = d / ("prescreen.csv" if last else f"prescreen-{st.prefix}.csv")
+            if f.exists():
+                cand = pd.read_csv(f, keep_default_na=False, na_values=[""])
+                continue
+            n_before = len(cand)
+            cand = self.select(cand, k, n=top)
+            by = "the surrogate's" if i == 0 else f"the {self.stages[i - 1].label} estimates'"
+            self.log(f"round {k}: prescreening {by} best {len(cand)} of {n_before} with {st.label}")
+            self.stage_label(st, cand["smiles"].tolist())
+            vals = read_results(self.out / st.folder, cand["smiles"], st.prefix)
+            est = self.delta_estimates(i, cand["smiles"], vals)
+            for t, (mean, std) in est.items():
+                if i == 0:
+                    cand[f"{t}_surrogate_pred"], cand[f"{t}_surrogate_std"] = cand[f"{t}_pred"], cand[f"{t}_std"]
+                cand[f"{t}_{st.prefix}"] = vals[f"{st.prefix}_{t}"].to_numpy()
+                cand[f"{t}_pred"], cand[f"{t}_std"] = mean, std
+            if i == 0:
+                cand["surrogate_score"] = cand["score"]
+            cand["score"] = self.acquisition(cand, self.best_verified())
+            ok = np.all([np.isfinite(cand[f"{t}_pred"]) for t in est], axis=0) if est else np.ones(len(cand), bool)
+            cand.loc[~ok, "score"] = -np.inf  # the stage's calculation failed: not proposed
+            _write_csv(f, cand)
         return cand
 
-    def xtb_label(self, smiles: list[str]) -> None:
-        self.run_oracle(smiles, [f"x{j:04d}" for j in range(len(smiles))], self.out / "prescreen", "xtb")
+    def stage_label(self, stage, smiles: list[str]) -> None:
+        self.run_oracle(smiles, [f"x{j:04d}" for j in range(len(smiles))], self.out / stage.folder, stage.method,
+                        stage.settings())
 
-    def delta_model(self):
-        if self._delta is None:
-            from elprop.design.multifidelity import DeltaModel, qm9_xtb_reference
-            ref = qm9_xtb_reference(self.cfg.prescreen_reference, workers=self.cfg.workers, progress=self.progress,
-                                    log=self.log)
-            self._delta = DeltaModel(self.goal.targets, seed=self.cfg.seed).fit(ref)
-        return self._delta
+    def delta_model(self, i: int):
+        if i not in self._delta:
+            from elprop.design.multifidelity import DeltaModel, qm9_reference
+            st = self.stages[i]
+            ref = qm9_reference(st, self.stage_reference[i], workers=self.cfg.workers, progress=self.progress,
+                                log=self.log)
+            self._delta[i] = DeltaModel(self.goal.targets, seed=self.cfg.seed, prefix=st.prefix).fit(ref)
+        return self._delta[i]
 
-    def delta_estimates(self, smiles, xtb: pd.DataFrame) -> dict:
-        """Per goal target that xTB gives: (mean, σ) at the DFT level; σ from the verified candidates' errors once
-        there are enough of them (``multifidelity.verified_sigma``)."""
-        from elprop.design.multifidelity import read_xtb_results, verified_sigma
-        dm = self.delta_model()
-        raw = dm.predict(list(smiles), xtb)
+    def delta_estimates(self, i: int, smiles, vals: pd.DataFrame) -> dict:
+        """Per goal target that stage ``i`` gives: (mean, σ) at the DFT level; σ from the verified candidates'
+        errors once there are enough of them with this stage's values (``multifidelity.verified_sigma``)."""
+        from elprop.design.multifidelity import read_results, verified_sigma
+        st = self.stages[i]
+        dm = self.delta_model(i)
+        raw = dm.predict(list(smiles), vals)
         lab = self.labels()
         lab = lab[lab["ok"]]
-        lab_est = dm.predict(lab["smiles"].tolist(), read_xtb_results(self.out / "prescreen", lab["smiles"])) \
+        lab_est = dm.predict(lab["smiles"].tolist(), read_results(self.out / st.folder, lab["smiles"], st.prefix)) \
             if len(lab) else {}
         out = {}
         for t, v in raw.items():
@@ -409,13 +436,15 @@ class DesignRun:
             out[t] = (v, np.full(len(v), dm.rms[t] if sd is None else sd))
         return out
 
-    def run_oracle(self, smiles: list[str], names: list[str], folder: Path, method: str) -> None:
-        """``elprop label`` (method dft or xtb) of ``smiles`` into ``folder``, at the run's geometry route, seed and
-        workers; molecules the folder already holds are not computed again."""
+    def run_oracle(self, smiles: list[str], names: list[str], folder: Path, method: str,
+                   settings: dict | None = None) -> None:
+        """``elprop label`` (method dft or xtb; ``settings``: DFTSettings as a dict, default the QM9 level) of
+        ``smiles`` into ``folder``, at the run's geometry route, seed and workers; molecules the folder already
+        holds are not computed again."""
         from elprop.core.dataset import Dataset, Molecule
         from elprop.density.dft import DFTSettings
         from elprop.label.run import label_items, molecule_items
-        settings = DFTSettings()
+        settings = DFTSettings(**(settings or {}))
         ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=s, name=n) for s, n in zip(smiles, names)], [])
         label_items(molecule_items(ds, settings), folder, settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
                     workers=self.cfg.workers, scheduler=self.cfg.scheduler, progress=self.progress, log=self.log,

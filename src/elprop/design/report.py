@@ -19,6 +19,9 @@ code{font-size:90%}.warn{color:#a40}</style></head><body>
 <ul>{% for line in goal %}<li>{{ line }}</li>{% endfor %}
 <li>surrogate: <code>{{ cfg.model }}</code>; generator: {{ cfg.generator }}; {{ cfg.rounds }} rounds of
 {{ cfg.batch }}; fine-tuning after each round: {{ "yes" if cfg.finetune else "no" }}; oracle: {{ oracle }}</li>
+{% if prescreen %}<li>prescreen before the oracle, each stage on the best candidates of the one before, lifted to
+the oracle's level by a Δ-model: {% for p in prescreen %}{{ p.label }} on {{ p.top }} a round ({{ p.calls }} calls,
+{{ "%.0f"|format(p.s) }} s){{ "; " if not loop.last }}{% endfor %} (not oracle calls)</li>{% endif %}
 <li>search space: {{ space.rules }}, elements {{ space.elements|join(", ") }} (and H), at most {{ space.max_heavy }}
 heavy atoms{% if space.unstable_groups %}, without {{ space.unstable_groups|length }} unstable groups
 (config.json){% endif %}{% if space.sa_max %}, SA score ≤ {{ space.sa_max }}{% endif %}</li></ul>
@@ -149,6 +152,21 @@ def enriched_substructures(prop: pd.DataFrame, min_each: int = 3, max_edges: int
     return pd.DataFrame(rows).sort_values("coefficient", ascending=False).reset_index(drop=True)
 
 
+def prescreen_costs(run: Path, cfg) -> list[dict]:
+    """Per prescreen stage of the run: its level, candidates per round, and the calls and seconds spent so far."""
+    import json
+
+    from elprop.design.multifidelity import parse_prescreen, stage_numbers
+    stages = parse_prescreen(cfg.prescreen)
+    tops = stage_numbers(cfg.prescreen_top, len(stages), [100] * len(stages), "--prescreen-top")
+    out = []
+    for st, top in zip(stages, tops):
+        files = sorted((run / st.folder / "results").glob("*.json"))
+        out.append({"label": st.label, "top": top, "calls": len(files),
+                    "s": sum(json.loads(f.read_text()).get("wall_s") or 0 for f in files)})
+    return out
+
+
 def write_report(path, prop: pd.DataFrame, goal, cfg, space, enriched: pd.DataFrame,
                  after: pd.DataFrame | None = None) -> Path:
     import jinja2
@@ -176,6 +194,6 @@ def write_report(path, prop: pd.DataFrame, goal, cfg, space, enriched: pd.DataFr
         targets=goal.targets, units=goal.units, rounds=round_table(prop, goal) if len(prop) else [],
         summary=summary if len(prop) else {"calls": 0, "verified": 0, "hits": 0, "hit_rate": 0.0},
         plots=plots(prop, goal, after) if len(prop) else "", best=best, enriched=enr,
-        ref=cfg.novelty_reference, version=__version__)
+        ref=cfg.novelty_reference, version=__version__, prescreen=prescreen_costs(path.parent, cfg))
     atomic_write(path, lambda tmp: Path(tmp).write_text(page))
     return path
