@@ -203,6 +203,25 @@ def test_store_roundtrip_metadata_precision_and_torch_dataset(tmp_path, qm9):
     assert batch[0].shape == (4, 1, 24, 24, 24)
 
 
+def test_fast_chunk_writes_are_the_bytes_zarr_writes(tmp_path, qm9):
+    """The store writes one-record chunk files itself (a fifth of Zarr's per-call cost); they must be the very
+    bytes Zarr writes, so any Zarr reader (and the slow path) reads them."""
+    from elprop.density.generate import generate, kind_params
+    from elprop.density.store import DensityStore
+    idx = [5, 6, 7]
+    st = _store(tmp_path, qm9, idx, name="fast.zarr")
+    generate(st, "promolecular", kind_params("promolecular", 0.6), dtype="float16", workers=0, progress=False,
+             log=lambda *a: None)
+    st = DensityStore(tmp_path / "fast.zarr", mode="a")
+    assert st._fast_layout("promolecular")
+    chunk = tmp_path / "fast.zarr" / "promolecular" / "density" / "c" / "1" / "0" / "0" / "0"
+    fast_bytes = chunk.read_bytes()
+    grid = st.read(1, ["promolecular"])[0]
+    st.root["promolecular"]["density"][1] = grid  # the same grid through Zarr's own write path
+    assert chunk.read_bytes() == fast_bytes
+    assert not list(chunk.parent.glob("*.part"))
+
+
 def test_generate_through_dask_local_cluster_matches_in_process(tmp_path, qm9):
     from elprop.density.generate import generate, kind_params
     idx = np.arange(40, 80)

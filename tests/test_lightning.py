@@ -84,3 +84,44 @@ def test_ddp_on_two_cpu_processes(cli, tmp_path):
     assert np.isfinite(mean).all() and (std > 0).all()
     metrics = list(csv.DictReader(open(tmp_path / "ddp" / "metrics.csv")))
     assert {(m["split"], m["target"]) for m in metrics} == {(s, t) for s in ("val", "test") for t in ("gap", "homo")}
+
+
+def test_time_budget_counts_the_time_spent_reading_batches(tmp_path):
+    """The budget is wall-clock: a representation whose batches take 50 ms to read (as a volumetric store can)
+    stops training after about the budget, not after the budget's worth of forward and backward passes alone."""
+    import time
+
+    from torch import nn
+
+    from elprop.train.lightning import train_lightning
+
+    class SlowRep:
+        def __init__(self, n):
+            self.x = torch.randn(n, 3, generator=torch.Generator().manual_seed(0))
+
+        def __len__(self):
+            return len(self.x)
+
+        def batch(self, idx):
+            time.sleep(0.05)
+            return {"x": self.x[np.asarray(idx)]}
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, b):
+            o = self.lin(b["x"])
+            return o[:, :1], nn.functional.softplus(o[:, 1:]) + 1e-3
+
+    rep = SlowRep(400)
+    y = rep.x[:, :1].numpy() * 2.0
+    t0 = time.time()
+    _, hist = train_lightning(Net(), rep, y, np.arange(380), np.arange(380, 400), tmp_path, epochs=1000,
+                              time_budget=1.5, batch_size=8, progress=False, log=lambda *a: None)
+    wall = time.time() - t0
+    steps = sum(r["steps"] for r in hist)
+    assert 1.5 <= hist[-1]["time_s"] < 2.5
+    assert steps <= 1.6 / 0.05  # each step waited 50 ms for its batch: at most the budget's worth of them
+    assert wall < 8  # it stopped on time (start-up and the final checkpoint included)

@@ -100,7 +100,9 @@ def add_train_parser(sub):
     p.add_argument("--n-val", type=float, default=0.1, help="validation size: a fraction <= 1 or a count")
     p.add_argument("--seed", type=int, default=0, help="seed for split, initialisation and batch order")
     p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: 100)")
-    p.add_argument("--time-budget", type=float, help="training time budget in seconds (summed over resumes)")
+    p.add_argument("--time-budget", type=float,
+                   help="training time budget in wall-clock seconds: steps, batch reading and validation, summed "
+                        "over resumes (start-up and featurisation are not counted; --total-budget counts them)")
     p.add_argument("--total-budget", type=float, metavar="S",
                    help="wall-clock seconds for this command's start-up, data loading, featurisation and training "
                         "together: training gets what is left (for comparisons at equal budget; evaluation after "

@@ -251,10 +251,51 @@ class DensityStore:
                 self.write_record(kind, int(i), r)
             return
         g = self.root[kind]
-        g["density"][recs[0]:recs[-1] + 1] = np.stack([r["density"] for r in results])
+        if self._fast_layout(kind):
+            for i, r in zip(recs, results):
+                self._write_one(kind, int(i), r["density"])
+        else:
+            g["density"][recs[0]:recs[-1] + 1] = np.stack([r["density"] for r in results])
         for i in recs:
             _fault_injection(i)
         g["status"][recs[0]:recs[-1] + 1] = DONE
+
+    def _write_one(self, kind: str, i: int, density) -> None:
+        """Write record ``i``'s grid as its chunk file directly: the Blosc codec of the array's metadata over the
+        little-endian bytes, atomically (temp file + rename). This is what Zarr writes for one-record chunks, at
+        a fifth of the cost of its per-call machinery; only used where ``_fast_layout`` holds."""
+        from numcodecs import Blosc
+        arr = self._array(f"{kind}/density")
+        cfg = self._cache[("blosc", kind)]
+        data = np.ascontiguousarray(np.asarray(density).astype("<" + np.dtype(arr.dtype).str[1:], copy=False))
+        if data.shape != tuple(arr.shape[1:]):
+            raise ValueError(f"record {i}: grid of shape {data.shape}, the store holds {tuple(arr.shape[1:])}")
+        codec = Blosc(cname=cfg["cname"], clevel=int(cfg["clevel"]), blocksize=int(cfg.get("blocksize", 0)),
+                      shuffle={"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE,
+                               "bitshuffle": Blosc.BITSHUFFLE}[cfg["shuffle"]])
+        path = self.path / kind / "density" / "c" / str(i) / "0" / "0" / "0"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".0.{os.getpid()}.part")
+        tmp.write_bytes(codec.encode(data))
+        os.replace(tmp, path)
+
+    def _fast_layout(self, kind: str) -> bool:
+        """Whether ``kind``'s density chunks are one record each, little-endian bytes then Blosc, under default
+        '/'-separated keys: the layout this store creates, which its fast read and write paths handle directly."""
+        fast = self._cache.get(("fast", kind))
+        if fast is None:
+            arr = self._array(f"{kind}/density")
+            meta = json.loads((self.path / kind / "density" / "zarr.json").read_text())
+            codecs = meta.get("codecs", [])
+            fast = ([c["name"] for c in codecs] == ["bytes", "blosc"]
+                    and codecs[0].get("configuration", {}).get("endian") == "little"
+                    and codecs[1].get("configuration", {}).get("shuffle") in ("noshuffle", "shuffle", "bitshuffle")
+                    and meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}
+                    and tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]) == (1,) + tuple(arr.shape[1:]))
+            self._cache[("fast", kind)] = fast
+            if fast:
+                self._cache[("blosc", kind)] = codecs[1]["configuration"]
+        return fast
 
     def _append_jsonl(self, kind, name, row):
         with open(self.path / kind / name, "a") as fh:
@@ -281,19 +322,11 @@ class DensityStore:
         return np.stack([self._read_one(k, int(i)) for k in kinds]).astype(np.float32)
 
     def _read_one(self, kind: str, i: int) -> np.ndarray:
-        """One record's grid. Fast path: the chunk file is Blosc-compressed little-endian bytes (the layout this
-        store writes, checked from the array's metadata), so decode it directly and skip Zarr's per-call
-        machinery, which costs more than the decompression; anything else goes through Zarr."""
+        """One record's grid. Fast path (``_fast_layout``): the chunk file is Blosc-compressed little-endian bytes,
+        so decode it directly and skip Zarr's per-call machinery, which costs more than the decompression;
+        anything else goes through Zarr."""
         arr = self._array(f"{kind}/density")
-        fast = self._cache.get(("fast", kind))
-        if fast is None:
-            meta = json.loads((self.path / kind / "density" / "zarr.json").read_text())
-            codecs = [c["name"] for c in meta.get("codecs", [])]
-            fast = (codecs == ["bytes", "blosc"] and meta["codecs"][0]["configuration"].get("endian") == "little"
-                    and meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}
-                    and tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]) == (1,) + tuple(arr.shape[1:]))
-            self._cache[("fast", kind)] = fast
-        if fast:
+        if self._fast_layout(kind):
             p = self.path / kind / "density" / "c" / str(i) / "0" / "0" / "0"
             try:
                 buf = p.read_bytes()

@@ -90,6 +90,7 @@ class FamilyTask(L.LightningModule):
         self.elprop = {"elapsed": 0.0, "best": math.inf, "history": [], "t": 0, "epochs_done": 0}
         self.losses: list[float] = []
         self.loader: EpochBatches | None = None
+        self._t_end = None  # when the last counted step (or validation) ended
 
     def fraction_done(self) -> float:
         """The part of training done, step by step: epochs (with the steps of the current one) over --epochs, or
@@ -109,7 +110,9 @@ class FamilyTask(L.LightningModule):
         return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     def on_train_batch_start(self, batch, batch_idx):
-        self._t0 = time.time()
+        # the budget is wall-clock: a step's time runs from the end of the step before it (or of the validation
+        # before it), so reading and collating the batch counts too, not only the forward and backward passes
+        self._t0 = self._t_end if self._t_end is not None else time.time()
         if self.time_budget and self.elprop["elapsed"] >= self.time_budget:
             self.trainer.should_stop = True
             return -1  # skip the rest of the epoch: the budget is spent
@@ -162,8 +165,10 @@ class StepCount(L.Callback):
     def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
         task.elprop["t"] += 1
         task.loader.done_in_epoch += 1
-        elapsed = task.elprop["elapsed"] + time.time() - task._t0
+        now = time.time()
+        elapsed = task.elprop["elapsed"] + now - task._t0
         task.elprop["elapsed"] = float(trainer.strategy.broadcast(elapsed, src=0))
+        task._t_end = now
 
 
 class EMA(L.Callback):
@@ -257,6 +262,7 @@ class Checkpoints(L.Callback):
         net.train()
         st = task.elprop
         st["elapsed"] += time.time() - t_val  # the budget covers validation too, as a wall-clock budget
+        task._t_end = time.time()  # and the next epoch's first batch read counts from here
         complete = task.loader.done_in_epoch >= len(task.loader)
         row = {"epoch": task.current_epoch + 1, "steps": int(task.loader.done_in_epoch),
                "time_s": round(st["elapsed"], 1),
