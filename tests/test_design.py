@@ -313,13 +313,13 @@ def test_design_with_xtb_prescreen(tiny_model, tmp_path):
     out = tmp_path / "p"
     env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))  # reference sets of its own, computed here
     cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb,dft:sto-3g", "--prescreen-top", "8,6",
-                  "--prescreen-reference", "30,24", "--batch", "6", "--finetune-epochs", "1")
+                  "--prescreen-reference", "30,12", "--batch", "6", "--finetune-epochs", "1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "prescreening the surrogate's best 8" in r.stdout and "with B3LYP/sto-3g" in r.stdout
     version = __import__('importlib.metadata').metadata.version('qm9pack')
     assert (tmp_path / "cache" / f"qm9xtb-{version}-30-seed11.csv").is_file()
-    assert (tmp_path / "cache" / f"qm9dft-sto-3g-{version}-24-seed11.csv").is_file()
+    assert (tmp_path / "cache" / f"qm9dft-sto-3g-{version}-12-seed11.csv").is_file()
     assert json.loads((out / "config.json").read_text())["design"]["prescreen_top"] == "8,6"
     prop = pd.read_csv(out / "proposals.csv")
     assert len(prop) == 12
@@ -358,3 +358,20 @@ def test_prescreen_stages_parse_with_defaults():
     assert stage_numbers("80", 2, [100, 36], "--prescreen-top") == [80, 36]
     assert stage_numbers(100, 1, [100], "--prescreen-top") == [100]
     assert stage_numbers(100, 0, [], "--prescreen-top") == []  # a resumed run without prescreen stores 100
+
+
+def test_reference_workers_do_not_hang_after_tblite_ran_in_the_parent(tmp_path):
+    """qm9_reference's process pool is spawned: forked after a GFN2-xTB call in the same process (tblite's OpenMP
+    threads started), its workers hung forever on a copied lock."""
+    script = tmp_path / "ref.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from elprop.label.compute import xtb_single_point\n"
+        "from elprop.design.multifidelity import qm9_xtb_reference\n"
+        "if __name__ == '__main__':\n"
+        "    xtb_single_point([8, 1, 1], np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0.0]]))\n"
+        "    print(len(qm9_xtb_reference(20, workers=2, progress=False, log=lambda *a: None)))\n")
+    env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "20"

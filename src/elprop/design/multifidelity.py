@@ -170,9 +170,12 @@ def qm9_reference(stage: Stage, n: int, seed: int = 11, workers: int = 2, progre
             if bar is not None:
                 bar.update(1)
         if workers > 1:
+            import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
             from functools import partial
-            with ProcessPoolExecutor(workers) as ex:
+            # spawned, not forked: a fork after tblite or torch has started its OpenMP threads in this process
+            # hangs the workers on a lock copied in its held state
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
                 for (j, _), rows in zip(todo, ex.map(partial(_chunk, stage), jobs)):
                     save(j, rows)
         else:
