@@ -306,6 +306,33 @@ def test_recalibration_and_delta_model_learn_what_they_should():
     assert dm.rms["gap"] < 0.2
 
 
+def test_design_with_an_xtb_prescreen(tiny_model, tmp_path):
+    """--prescreen xtb (the fast suite's prescreen test; the cascade with a DFT stage is slow, below): each round
+    the surrogate's best 8 get GFN2-xTB + Δ-model estimates, the batch is chosen among them, σ comes from the
+    verified molecules once there are 6, and a rerun computes nothing new."""
+    out = tmp_path / "p"
+    env = dict(os.environ, ELPROP_CACHE=str(tmp_path / "cache"))
+    cmd = _design(tiny_model[0] / "model", out, "--prescreen", "xtb", "--prescreen-top", "8",
+                  "--prescreen-reference", "30", "--batch", "6", "--finetune-epochs", "1")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "prescreening the surrogate's best 8" in r.stdout
+    for k in (1, 2):
+        pre = pd.read_csv(out / "rounds" / f"{k:02d}" / "prescreen.csv")
+        batch = pd.read_csv(out / "rounds" / f"{k:02d}" / "batch.csv")
+        assert len(pre) == 8 and set(batch["smiles"]) <= set(pre["smiles"])
+        assert {"gap_xtb", "gap_surrogate_pred", "gap_surrogate_std"} <= set(pre.columns)
+        est = pre.set_index("smiles").loc[batch["smiles"]]
+        assert np.allclose(est["gap_pred"], batch["gap_pred"])
+    pre1, pre2 = (pd.read_csv(out / f"rounds/0{k}/prescreen.csv") for k in (1, 2))
+    assert pre2["gap_std"].iloc[0] != pre1["gap_std"].iloc[0]  # σ from round 1's 6 labels
+    n = len(list((out / "prescreen" / "results").glob("*.json")))
+    assert n >= 8
+    assert subprocess.run(cmd, capture_output=True, text=True, env=env).returncode == 0
+    assert n == len(list((out / "prescreen" / "results").glob("*.json")))
+
+
+@pytest.mark.slow
 def test_design_with_xtb_prescreen(tiny_model, tmp_path):
     """--prescreen as a cascade, xTB then a small-basis DFT single point (STO-3G here, to stay fast): each round
     the best candidates get GFN2-xTB + Δ-model estimates, the best of those B3LYP/STO-3G + Δ-model estimates, and

@@ -450,6 +450,8 @@ def run_evaluate(args) -> int:
         ds = load_data(data_spec(args, model.config["targets"]))
         sel = _split_indices(args, model_path())
         idx = np.arange(len(ds)) if sel is None else rows_of(sel[0], ds, sel[1])
+        if sel is not None and ds.density_store is None:  # featurise only the part evaluated, not all the data
+            ds, idx = ds.subset(idx), np.arange(len(idx))  # (a store's records keep their own indices)
         rows, _, _ = evaluate(model, ds, idx, part, plots)
         print_metrics(rows)
     if out:
