@@ -21,10 +21,8 @@ on validation molecules: curve.json keeps the validation rows too), not on the t
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,25 +53,21 @@ def split(store, out: Path, sizes, n_val: int, n_test: int, seed: int) -> dict:
 
 
 def run_one(a, out: Path, sp: dict, n: int, budget: float, w: float) -> dict:
+    from types import SimpleNamespace
+
+    from volumetric import hk_result, hk_run
     name = f"n{n}-w{w:g}"
     f = out / f"split-{n}.json"
     f.write_text(json.dumps({"train": sorted(sp["train_pool"][:n]), "val": sp["val"], "test": sp["test"]}))
-    run = out / "runs" / name
-    if not (run / "metrics.csv").is_file():
-        cmd = [sys.executable, "-m", "elprop.cli.main", "train", "--model", "hk-unet", "--density-store", a.store,
-               "--channels", "promolecular", "--split", "file", "--split-file", f, "--dim", 64, "--layers", 3,
-               "--crop", 32, "--batch-size", 4, "--lr", 2e-3, "--ema", 0.99, "--augment", "octahedral",
-               "--dipole-weight", w, "--epochs", 100000, "--time-budget", budget, "--device", a.device,
-               "--seed", a.seed, "--runs-dir", out / "runs", "--name", name, "--no-progress"]
-        with open(out / f"{name}.log", "a") as fh:
-            r = subprocess.run([str(c) for c in cmd], stdout=fh, stderr=subprocess.STDOUT)
-        if r.returncode != 0:
-            raise SystemExit(f"{name}: elprop train failed ({r.returncode}); see {out / f'{name}.log'}")
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    hist = list(csv.DictReader(open(run / "checkpoints" / "member_0" / "history.csv")))
-    res = {"n_train": n, "dipole_weight": w, "budget_s": budget, "epochs": len(hist),
-           "train_s": float(hist[-1]["time_s"]) if hist else 0.0}
-    for r in rows:
+    if (out / "runs" / name / "metrics.csv").is_file():  # a finished run is read, not resumed
+        h = hk_result(out / "runs" / name)
+    else:  # the U-Net of benchmarks/volumetric.py, at its default options
+        unet = SimpleNamespace(hk_dim=64, hk_layers=3, hk_crop=32, hk_batch=4, hk_lr=2e-3, hk_budget=budget,
+                               hk_augment="octahedral")
+        h = hk_run(unet, out, a.store, "promolecular", name, split_file=f,
+                   extra=("--dipole-weight", w, "--device", a.device, "--seed", a.seed))
+    res = {"n_train": n, "dipole_weight": w, "budget_s": budget, "epochs": h["epochs"], "train_s": h["train_s"]}
+    for r in h["rows"]:
         key = {"NMAE": "nmae", "|electron count error|": "electrons", "dipole error": "dipole"}[r["metric"]]
         res.setdefault(r["split"], {})[key] = {"model": float(r["model"]), "baseline": float(r["promolecular"]),
                                                "ratio": float(r["ratio"]), "unit": r["unit"]}

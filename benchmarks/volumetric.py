@@ -61,17 +61,24 @@ def make_split(store, out: Path, n_val: int, n_test: int, seed: int):
     return sp
 
 
-def hk_run(args, out, store, channels, name):
+def hk_run(args, out, store, channels, name, split_file=None, extra=()):
+    """An hk-unet training (the U-Net of args.hk_*) on ``split_file`` (default OUT/split.json), ``extra`` options
+    appended; returns ``hk_result``."""
     run = out / "runs" / name
     sh(elprop("train", "--model", "hk-unet", "--density-store", store, "--channels", channels, "--split", "file",
-              "--split-file", out / "split.json", "--dim", args.hk_dim, "--layers", args.hk_layers, "--crop",
-              args.hk_crop, "--batch-size", args.hk_batch, "--lr", args.hk_lr, "--epochs", 100000,
+              "--split-file", split_file or out / "split.json", "--dim", args.hk_dim, "--layers", args.hk_layers,
+              "--crop", args.hk_crop, "--batch-size", args.hk_batch, "--lr", args.hk_lr, "--epochs", 100000,
               "--time-budget", args.hk_budget, "--ema", 0.99, "--augment", args.hk_augment, "--runs-dir",
-              out / "runs", "--name", name, "--no-progress"), out / f"{name}.log")
+              out / "runs", "--name", name, "--no-progress", *extra), out / f"{name}.log")
+    return hk_result(run)
+
+
+def hk_result(run: Path) -> dict:
+    """A finished hk-unet run's test metric rows, all metric rows, epochs, training seconds and model folder."""
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     hist = list(csv.DictReader(open(run / "checkpoints" / "member_0" / "history.csv")))
-    return {"metrics": [r for r in rows if r["split"] == "test"], "epochs": len(hist),
-            "train_s": float(hist[-1]["time_s"]), "model": str(run / "model")}
+    return {"metrics": [r for r in rows if r["split"] == "test"], "rows": rows, "epochs": len(hist),
+            "train_s": float(hist[-1]["time_s"]) if hist else 0.0, "model": str(run / "model")}
 
 
 def property_run(args, out, store, name, model, extra=()):
