@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import time
@@ -95,7 +96,8 @@ def main() -> int:
     jobs = [(m["key"], st.name, m["z"], m["pos"]) for m in mols for st in stages
             if not (out / "points" / f"{m['key']}-{st.prefix}.json").exists()]
     t0 = time.time()
-    with ProcessPoolExecutor(a.workers) as ex:
+    # spawned like qm9_reference's pool: a fork after tblite or torch started OpenMP threads here would hang
+    with ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("spawn")) as ex:
         for n, (key, name, vals, sec) in enumerate(ex.map(single_point, jobs, chunksize=1), 1):
             st = parse_prescreen(name)[0]
             (out / "points" / f"{key}-{st.prefix}.json").write_text(json.dumps({"values": vals, "s": sec}))
