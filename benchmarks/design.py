@@ -4,6 +4,9 @@ surrogate, and the full loop with fine-tuning.
     python benchmarks/design.py --task 1 [--methods random,screen,ga,loop] [--rounds 4] [--batch 12]
         [--seed 0] [--workers 2] [--oracle dft] [--out benchmarks/out/design]
 
+A run's folder is the method's name (seed 0) or NAME.seedK (other seeds); every seed shares the labels folder,
+so a molecule two runs propose is computed once, and each run pays for it in its budget.
+
 Tasks:
   1  gap in 3.0-3.5 eV (B3LYP/6-31G(2df,p)), novel molecules only (not in QM9 by InChIKey)
   2  maximise μ with gap > 6 eV; a hit has μ ≥ 5 D
@@ -26,6 +29,9 @@ failures included):
   loop+xtb+dft  loop+xtb with a second prescreen stage (`--prescreen xtb,dft:6-31g --prescreen-top 100,36`): the
           36 best after xTB get a B3LYP/6-31G single point (the QM9 functional in a small basis, at the same
           geometry), lifted by a Δ-model trained on 500 QM9 molecules, and the batch is chosen on those
+  ga+xtb+dft, screen+xtb+dft  the GA and screening, without fine-tuning, with loop+xtb+dft's prescreen and σ
+          from the verified molecules: the baselines given the same cheap compute beside the DFT budget, so that
+          what the fine-tuning adds is measured apart from what the prescreen adds
   ga+gp   the GA with a fixed network corrected by a GP on fingerprints over its residuals (BoTorch), refitted
           each round: does a GP help where fine-tuning is not used?
   loop+gp the full loop with the GP on top
@@ -67,8 +73,17 @@ METHODS = {"random": ["--generator", "random", "--no-finetune", "--no-calibrate"
            "loop+xtb": ["--generator", "ga", "--calibrate", "--prescreen", "xtb"],
            "loop+xtb+dft": ["--generator", "ga", "--calibrate", "--prescreen", "xtb,dft:6-31g", "--prescreen-top",
                             "100,36"],
+           "ga+xtb+dft": ["--generator", "ga", "--no-finetune", "--calibrate", "--prescreen", "xtb,dft:6-31g",
+                          "--prescreen-top", "100,36"],
+           "screen+xtb+dft": ["--generator", "library", "--no-finetune", "--calibrate", "--prescreen",
+                              "xtb,dft:6-31g", "--prescreen-top", "100,36"],
            "ga+gp": ["--generator", "ga", "--no-finetune", "--gp", "--no-calibrate"],
            "loop+gp": ["--generator", "ga", "--gp", "--no-calibrate"]}
+
+
+def run_name(method: str, seed: int) -> str:
+    """The run folder of a method at a seed: the method's name for seed 0 (the first runs), `NAME.seedK` else."""
+    return method if seed == 0 else f"{method}.seed{seed}"
 
 
 def library(path: Path, n: int, seed: int) -> Path:
@@ -208,10 +223,16 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     state = ROOT / "benchmarks" / "design" / f"task{a.task}-{a.oracle}-state"
     methods = a.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        ap.error(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    runs = {m: run_name(m, a.seed) for m in methods}
     if a.sync:
-        print(f"saved {sync_state(base, state, list(METHODS), restore=False)} files into {state}")
+        every = sorted({d.name for side in (base, state) if side.is_dir() for d in side.iterdir()
+                        if d.is_dir() and d.name.split(".seed")[0] in METHODS})
+        print(f"saved {sync_state(base, state, every, restore=False)} files into {state}")
         return 0
-    n = sync_state(base, state, methods, restore=True)
+    n = sync_state(base, state, list(runs.values()), restore=True)
     if n:
         print(f"restored {n} files from {state}")
     lib = library(Path(a.out) / f"library-{a.library_size}-seed{a.seed}.smi", a.library_size, a.seed)
@@ -219,29 +240,29 @@ def main() -> int:
                "rounds": a.rounds, "batch": a.batch, "seed": a.seed, "oracle": a.oracle, "model": a.model,
                "methods": {}}
     target = task["target"]
-    for m in methods:
+    for m, name in runs.items():
         if a.report:
-            if (base / m / "proposals.csv").exists():
-                results["methods"][m] = method_summary(base / m, target, task)
+            if (base / name / "proposals.csv").exists():
+                results["methods"][name] = method_summary(base / name, target, task)
             continue
         cmd = [sys.executable, "-m", "elprop.cli.main", "design", "--model", a.model, "--rounds", str(a.rounds),
                "--batch", str(a.batch), "--seed", str(a.seed), "--oracle", a.oracle, "--workers", str(a.workers),
-               "--labels-dir", str(base / "labels"), "--out", str(base / m), "--no-progress", *METHODS[m]]
+               "--labels-dir", str(base / "labels"), "--out", str(base / name), "--no-progress", *METHODS[m]]
         for o in task["objective"]:
             cmd += ["--objective", o]
         for c in task["constraint"]:
             cmd += ["--constraint", c]
         if task["novel_only"]:
             cmd.append("--novel-only")
-        if m == "screen":
+        if m.startswith("screen"):
             cmd += ["--library", str(lib)]
         t0 = time.time()
-        log = base / f"{m}.log"
+        log = base / f"{name}.log"
         with open(log, "a") as fh:
             r = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
-        sync_state(base, state, [m], restore=False)
+        sync_state(base, state, [name], restore=False)
         if r.returncode != 0:
-            print(f"{m}: exit {r.returncode}, see {log}", file=sys.stderr)
+            print(f"{name}: exit {r.returncode}, see {log}", file=sys.stderr)
             continue
         keep = ROOT / "benchmarks" / "design" / f"task{a.task}-{a.oracle}-labels.csv"  # tracked: valuable data
         keep.parent.mkdir(parents=True, exist_ok=True)
@@ -249,9 +270,9 @@ def main() -> int:
             from elprop.label.run import assemble_all
             assemble_all(base / "labels")
             keep.write_text((base / "labels" / "labels.csv").read_text())
-        s = method_summary(base / m, target, task)
+        s = method_summary(base / name, target, task)
         s["wall_s_this_call"] = round(time.time() - t0, 1)
-        results["methods"][m] = s
+        results["methods"][name] = s
         (base.parent / f"design-task{a.task}.json").write_text(json.dumps(results, indent=1))
     lines = [f"Task {a.task}: {' '.join(task['objective'] + task['constraint'])}"
              f"{' (novel only)' if task['novel_only'] else ''}; {a.rounds} rounds × {a.batch} oracle calls "
