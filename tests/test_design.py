@@ -52,7 +52,12 @@ def test_objective_errors(obj, con, msg):
 def test_space_filters_and_rings():
     sp = SearchSpace()
     assert sp.reason(Chem.MolFromSmiles("C=CC=CC=O")) is None
-    assert sp.reason(Chem.MolFromSmiles("CCOOC")) == "peroxide"
+    assert sp.reason(Chem.MolFromSmiles("CCOOC")).startswith("peroxide")
+    assert sp.reason(Chem.MolFromSmiles("CC=O.CO")) == "more than one molecule"
+    assert SearchSpace(min_heavy=2).reason(Chem.MolFromSmiles("O=O")).startswith("peroxide or O2")  # a triplet
+    assert sp.reason(Chem.MolFromSmiles("CC=C=N")) == "ketenimine"
+    assert sp.reason(Chem.MolFromSmiles("N#N")) == "2 heavy atoms"  # at least 3 by default
+    assert SearchSpace(min_heavy=2).reason(Chem.MolFromSmiles("N#N")) is None
     assert sp.reason(Chem.MolFromSmiles("C[N+](C)(C)C")) == "charged atom"
     assert sp.reason(Chem.MolFromSmiles("C1CCCCCCC1")) == "8-membered ring"
     assert sp.reason(Chem.MolFromSmiles("CCCCCCCCCC")) == "10 heavy atoms"
@@ -60,6 +65,25 @@ def test_space_filters_and_rings():
     assert "SA score" in SearchSpace(sa_max=1.0).reason(Chem.MolFromSmiles("CC1CC(O)C(N)C1F"))
     with pytest.raises(InputError):
         SearchSpace(elements=("H",))
+    # a run saved before the defaults changed resumes with its own: 2 heavy atoms, the old group list
+    before = {**SearchSpace().to_dict(), "min_heavy": 2, "unstable_groups": {"peroxide": "[#8]-[#8]"}}
+    again = SearchSpace().resumed(before)
+    assert again.to_dict() == before and again.reason(Chem.MolFromSmiles("CC=C=N")) is None
+    assert SearchSpace(min_heavy=4).resumed(before).min_heavy == 4  # what the user gives is not overridden
+
+
+def test_probability_of_a_hit_is_the_default_when_thresholds_are_given():
+    g = make_goal(["max:mu:5"], ["gap>6"], UNITS)
+    assert g.acquisition == "pi" and g.acquisition_auto
+    # huge σ on a poor mean no longer beats a confident mean above the threshold (EI would take the first)
+    mean, std = {"mu": np.array([5.5, 8.9]), "gap": np.array([8.0, 8.0])}, {"mu": np.array([23.0, 1.2]),
+                                                                            "gap": np.array([0.5, 0.5])}
+    pi = g.scores(mean, std)
+    assert pi[1] > 0.99 and pi[0] == pytest.approx(0.5087, abs=1e-3)
+    ei = make_goal(["max:mu:5"], ["gap>6"], UNITS, acquisition="ei").scores(mean, std)
+    assert ei[0] > ei[1]
+    assert make_goal(["max:mu"], [], UNITS).acquisition == "ei"  # no threshold: improvement over the best
+    assert make_goal(["gap=3:3.5", "max:mu:4"], [], UNITS).acquisition == "pi"
 
 
 def test_operators_stay_in_space_and_are_seeded():
@@ -126,7 +150,7 @@ def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
     for c in ("gap_pred", "gap_std", "gap_epistemic", "score", "warning", "novel", "verified"):
         assert c in prop.columns
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["design"]["oracle"] == "xtb" and "peroxide" in cfg["space"]["unstable_groups"]
+    assert cfg["design"]["oracle"] == "xtb" and "ketenimine" in cfg["space"]["unstable_groups"]
     page = (out / "report.html").read_text()
     assert "GFN2-xTB (a stand-in, not DFT)" in page and "<svg" in page and "Rounds" in page
     # round 2 was proposed by the model fine-tuned on round 1's labels

@@ -35,6 +35,9 @@ def add_parser(sub):
     s = p.add_argument_group("search space")
     s.add_argument("--elements", default="C,N,O,F", help="heavy elements (default: C,N,O,F; H is implied)")
     s.add_argument("--max-heavy", type=int, default=9, help="at most this many heavy atoms (default: 9)")
+    s.add_argument("--min-heavy", type=int, default=None,
+                   help="at least this many heavy atoms (default: 3; every molecule of 1-2 heavy atoms is known, "
+                        "and QM9 holds 8 of them, so the surrogate's σ there is meaningless)")
     s.add_argument("--no-filters", action="store_true", help="also propose unstable or reactive groups")
     s.add_argument("--sa-max", type=float, help="drop molecules with a synthetic-accessibility score above this")
     s.add_argument("--novel-only", action="store_true", help="propose only molecules not in --novelty-reference")
@@ -99,7 +102,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def _goal_args(p, acquisitions=("ei", "ucb", "greedy")) -> None:
+def _goal_args(p, acquisitions=("auto", "ei", "pi", "ucb", "greedy")) -> None:
     g = p.add_argument_group("goal")
     g.add_argument("--objective", action="append", required=True,
                    help="T=LO:HI, max:T[:V] or min:T[:V] (repeat for several objectives)")
@@ -107,8 +110,10 @@ def _goal_args(p, acquisitions=("ei", "ucb", "greedy")) -> None:
     g.add_argument("--weights", help="weights of several objectives, comma-separated (default: equal)")
     g.add_argument("--combine", default="weighted", choices=("weighted", "pareto"),
                    help="several objectives: weighted sum of scores (default) or Pareto rank")
-    names = {"ei": "expected improvement over the best verified value", "ucb": "the upper confidence bound",
-             "greedy": "the mean"}
+    names = {"auto": "pi where every max/min objective has a hit threshold, else ei",
+             "ei": "expected improvement over the best verified value",
+             "pi": "the probability of reaching the hit threshold (of improving on the best verified value "
+                   "without one)", "ucb": "the upper confidence bound", "greedy": "the mean"}
     g.add_argument("--acquisition", default=acquisitions[0], choices=acquisitions,
                    help="score of max/min objectives: " + ", ".join(f"{a} = {names[a]}" for a in acquisitions) +
                         f" (default: {acquisitions[0]}); a window always scores the probability of landing in it")
@@ -185,7 +190,8 @@ def run(args) -> int:
     if args.replay < 0 or args.workers < 0:
         raise InputError("--replay and --workers must be 0 or more")
     space = SearchSpace(elements=tuple(e.strip() for e in args.elements.split(",") if e.strip()),
-                        max_heavy=args.max_heavy, filters=not args.no_filters, sa_max=args.sa_max)
+                        max_heavy=args.max_heavy, min_heavy=args.min_heavy, filters=not args.no_filters,
+                        sa_max=args.sa_max)
     if args.generator == "library":
         if not args.library:
             raise InputError("--generator library needs --library FILE")

@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import pandas as pd
 
 from elprop.core.cache import atomic_write
 from elprop.core.dataset import InputError
-from elprop.design.objective import Goal
+from elprop.design.objective import ACQUISITIONS, Goal
 from elprop.design.space import SearchSpace, inchikey
 
 GENERATORS = ("ga", "random", "library")
@@ -125,9 +126,13 @@ class DesignRun:
 
     def open(self) -> None:
         """Create the folder, or check that it holds a run of the same settings (a resume)."""
-        config = {"design": self.cfg.to_dict(), "goal": self.goal.to_dict(), "space": self.space.to_dict()}
         path = self.out / "config.json"
         old = json.loads(path.read_text()) if path.exists() else None
+        if old is not None and "space" in old:  # a resumed run keeps the defaults it started with
+            self.space = self.space.resumed(old["space"])
+        if old is not None and self.goal.acquisition_auto and old.get("goal", {}).get("acquisition") in ACQUISITIONS:
+            self.goal = dataclasses.replace(self.goal, acquisition=old["goal"]["acquisition"])
+        config = {"design": self.cfg.to_dict(), "goal": self.goal.to_dict(), "space": self.space.to_dict()}
         if self.cfg.calibrate is None:  # on in a new run; a resumed run keeps what it did
             self.cfg.calibrate = True if old is None else bool(old["design"].get("calibrate", LEGACY["calibrate"]))
         config["design"] = self.cfg.to_dict()

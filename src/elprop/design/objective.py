@@ -9,8 +9,10 @@ Forms (a unit may follow a number; it must be the model's unit for that target):
 
 With the surrogate's mean m and σ per molecule (Y ~ N(m, σ²)):
   - a window scores P(LO ≤ Y ≤ HI);
-  - max/min scores the expected improvement over the best verified value (``ei``), the upper (lower)
-    confidence bound m ± κσ (``ucb``) or the mean (``greedy``);
+  - max/min scores the expected improvement over the best verified value (``ei``), the probability of reaching
+    the hit threshold V, or of improving on the best verified value where no V is given (``pi``), the upper
+    (lower) confidence bound m ± κσ (``ucb``) or the mean (``greedy``). ``auto`` (the default) is ``pi`` when
+    every max/min objective has a threshold (hits are what is wanted) and ``ei`` otherwise;
   - a constraint multiplies the score by P(Y satisfies it).
 Several objectives combine by weights (the sum of weight × score, each max/min score standardised) or by Pareto
 rank (non-dominated sorting of the per-objective scores; ties by their sum).
@@ -31,7 +33,7 @@ from elprop.core.dataset import InputError
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _UNIT = r"\s*([A-Za-z^0-9/()*. ]*?)\s*"
-ACQUISITIONS = ("ei", "ucb", "greedy")
+ACQUISITIONS = ("ei", "pi", "ucb", "greedy")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Goal:
     combine: str = "weighted"  # or "pareto"
     acquisition: str = "ei"
     kappa: float = 1.0
+    acquisition_auto: bool = False  # chosen by ``auto``: a resumed run keeps the acquisition it started with
 
     @property
     def targets(self) -> list[str]:
@@ -113,6 +116,10 @@ class Goal:
                 v = sign * m
             elif self.acquisition == "ucb":
                 v = sign * m + self.kappa * s
+            elif self.acquisition == "pi":  # P(reaching the threshold), else P(improving on the incumbent)
+                inc = o.threshold if o.threshold is not None else best.get(o.target)
+                inc = sign * (np.nanmax(sign * m) if inc is None else inc)
+                v = norm.cdf((sign * m - inc) / s)
             else:  # expected improvement over the incumbent
                 inc = best.get(o.target)
                 inc = sign * (np.nanmax(sign * m) if inc is None else inc)
@@ -240,7 +247,7 @@ def parse_constraint(text: str, units: dict) -> Constraint:
 
 
 def make_goal(objectives, constraints, units: dict, *, weights=None, combine: str = "weighted",
-              acquisition: str = "ei", kappa: float = 1.0) -> Goal:
+              acquisition: str = "auto", kappa: float = 1.0) -> Goal:
     """A Goal from the command line's strings; every mistake is an InputError naming the option."""
     if not objectives:
         raise InputError("give at least one --objective, e.g. --objective gap=3.0:3.5")
@@ -255,6 +262,10 @@ def make_goal(objectives, constraints, units: dict, *, weights=None, combine: st
         weights = w
     if combine not in ("weighted", "pareto"):
         raise InputError(f"--combine {combine!r}: weighted or pareto")
+    auto = acquisition == "auto"
+    if auto:  # hits wanted (every max/min has a threshold): their probability; else EI
+        extreme = [o for o in objs if o.kind != "window"]
+        acquisition = "pi" if extreme and all(o.threshold is not None for o in extreme) else "ei"
     if acquisition not in ACQUISITIONS:
-        raise InputError(f"--acquisition {acquisition!r}: one of {', '.join(ACQUISITIONS)}")
-    return Goal(objs, cons, dict(units), weights, combine, acquisition, float(kappa))
+        raise InputError(f"--acquisition {acquisition!r}: one of auto, {', '.join(ACQUISITIONS)}")
+    return Goal(objs, cons, dict(units), weights, combine, acquisition, float(kappa), auto)

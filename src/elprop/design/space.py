@@ -1,6 +1,6 @@
 """The search space of a design run: which molecules may be proposed, and whether they are new.
 
-By default: neutral, closed-shell molecules of C, H, N, O and F with at most 9 heavy atoms that RDKit
+By default: neutral, closed-shell molecules of C, H, N, O and F with 3 to 9 heavy atoms that RDKit
 sanitises, with every ring of 3 to 7 atoms, and without groups that are unstable, reactive or fleeting
 tautomers (``UNSTABLE``). An optional synthetic-accessibility cap uses the SA score of Ertl & Schuffenhauer
 (J. Cheminform. 1, 8 (2009)) as shipped in RDKit's Contrib. Every option is written into the run's config.
@@ -17,10 +17,11 @@ RDLogger.DisableLog("rdApp.*")
 
 # name -> SMARTS of groups a design run does not propose (kept short and stated in every run's config)
 UNSTABLE = {
-    "peroxide": "[#8]-[#8]",
+    "peroxide or O2 (an O-O bond; O2's ground state is a triplet)": "[#8]~[#8]",
     "O-F or N-F bond": "[#7,#8]-[#9]",
     "acyl fluoride": "[CX3](=O)[#9]",
     "ketene": "[#6]=[#6]=[#8]",
+    "ketenimine": "[#6]=[#6]=[#7]",
     "cumulene (3+ double bonds)": "[#6]=[#6]=[#6]=[#6]",
     "nitroso": "[#6,#7,#8]-[NX2]=[OX1]",
     "N=N-N chain": "[#7]=[#7]-[#7]",
@@ -43,14 +44,21 @@ UNSTABLE = {
 class SearchSpace:
     elements: tuple = ("C", "N", "O", "F")  # heavy elements; hydrogen is always allowed
     max_heavy: int = 9
-    min_heavy: int = 2
+    min_heavy: int | None = None  # None: 3 (1-2 heavy atoms: every such molecule is known, QM9 holds 8 of them)
     min_ring: int = 3
     max_ring: int = 7
     filters: bool = True
     sa_max: float | None = None
+    groups: dict | None = None  # name -> SMARTS of the unstable groups; None: UNSTABLE
     _patterns: dict = field(default=None, repr=False, compare=False)
+    _defaults: set = field(default=None, repr=False, compare=False)  # the options left at their defaults
 
     def __post_init__(self):
+        self._defaults = {k for k in ("min_heavy", "groups") if getattr(self, k) is None}
+        self.min_heavy = 3 if self.min_heavy is None else self.min_heavy
+        self.groups = dict(UNSTABLE if self.groups is None else self.groups)
+        if self.min_heavy < 1:
+            raise InputError(f"--min-heavy {self.min_heavy}: give at least 1")
         self.elements = tuple(self.elements)
         for e in self.elements:
             if Chem.GetPeriodicTable().GetAtomicNumber(e) <= 1:
@@ -58,12 +66,23 @@ class SearchSpace:
         if self.max_heavy < self.min_heavy:
             raise InputError(f"--max-heavy {self.max_heavy} is below {self.min_heavy}")
         self._z = {Chem.GetPeriodicTable().GetAtomicNumber(e) for e in self.elements}
-        self._patterns = {k: Chem.MolFromSmarts(v) for k, v in UNSTABLE.items()} if self.filters else {}
+        self._patterns = {k: Chem.MolFromSmarts(v) for k, v in self.groups.items()} if self.filters else {}
+
+    def resumed(self, old: dict) -> "SearchSpace":
+        """This space as a run saved with ``old`` (its config's "space") had it, for the options left at their
+        defaults: a resumed run keeps the minimum size and the unstable-group list it started with, though
+        elprop's defaults have changed since (in 0.1: at least 3 heavy atoms, no O=O or ketenimine)."""
+        kw = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        if "min_heavy" in self._defaults and "min_heavy" in old:
+            kw["min_heavy"] = old["min_heavy"]
+        if "groups" in self._defaults and self.filters and old.get("unstable_groups"):
+            kw["groups"] = old["unstable_groups"]
+        return SearchSpace(**kw)
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        d = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "groups"}
         d["elements"] = list(self.elements)
-        d["unstable_groups"] = dict(UNSTABLE) if self.filters else {}
+        d["unstable_groups"] = dict(self.groups) if self.filters else {}
         d["rules"] = ("neutral, closed shell, RDKit-sanitisable, every atom's formal charge 0, rings of "
                       f"{self.min_ring}-{self.max_ring} atoms")
         return d
@@ -75,6 +94,8 @@ class SearchSpace:
         n = mol.GetNumHeavyAtoms()
         if n > self.max_heavy or n < self.min_heavy:
             return f"{n} heavy atoms"
+        if len(Chem.GetMolFrags(mol)) > 1:
+            return "more than one molecule"
         for a in mol.GetAtoms():
             z = a.GetAtomicNum()
             if z > 1 and z not in self._z:
