@@ -115,7 +115,7 @@ def _goal_args(p, acquisitions=("auto", "ei", "pi", "ucb", "greedy")) -> None:
              "pi": "the probability of reaching the hit threshold (of improving on the best verified value "
                    "without one)", "ucb": "the upper confidence bound", "greedy": "the mean"}
     g.add_argument("--acquisition", default=acquisitions[0], choices=acquisitions,
-                   help="score of max/min objectives: " + ", ".join(f"{a} = {names[a]}" for a in acquisitions) +
+                   help="score of max/min objectives: " + "; ".join(f"{a} = {names[a]}" for a in acquisitions) +
                         f" (default: {acquisitions[0]}); a window always scores the probability of landing in it")
     g.add_argument("--kappa", type=float, default=1.0, help="UCB's κ in mean + κσ (default: 1)")
     g.add_argument("--model", default="shipped", help="the surrogate: 'shipped' (default) or a saved model folder")
