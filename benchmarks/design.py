@@ -63,7 +63,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {1: {"objective": ["gap=3.0:3.5"], "constraint": [], "novel_only": True, "target": "gap",
              "window": (3.0, 3.5)},
-         2: {"objective": ["max:mu:5"], "constraint": ["gap>6"], "novel_only": False, "target": "mu"}}
+         2: {"objective": ["max:mu:5"], "constraint": ["gap>6"], "novel_only": False, "target": "mu",
+             "strict": 7.0}}  # also counted: hits at μ ≥ 7 D (0.11 % of QM9 with gap > 6 eV, as rare as task 1)
 METHODS = {"random": ["--generator", "random", "--no-finetune", "--no-calibrate"],
            "screen": ["--generator", "library", "--no-finetune", "--no-calibrate"],
            "ga": ["--generator", "ga", "--no-finetune", "--no-calibrate"],
@@ -191,6 +192,10 @@ def method_summary(run: Path, target: str, task: dict) -> dict:
     s["surrogate_mae_per_round"] = round_mae(prop, target)
     s["novel_fraction"] = float(prop["novel"].mean()) if prop["novel"].notna().any() else None
     s["diagnosis"] = diagnose(prop, target, task.get("window"))
+    if task.get("strict") is not None:  # hits (the constraints met) whose value reaches the stricter threshold
+        s["strict_hits"] = int((prop["hit"].astype(bool) & (prop["value"] >= task["strict"])).sum())
+        s["novel_strict_hits"] = int((prop["hit"].astype(bool) & (prop["value"] >= task["strict"])
+                                      & prop["novel"].fillna(False).astype(bool)).sum())
     return s
 
 
@@ -289,6 +294,10 @@ def main() -> int:
                      f"{fmt(s['hit_diversity'], '.2f')} | {mae} | {fmt(s['top10_auc'], '.3f')} | {s['oracle_s']:.0f} | "
                      + (" + ".join(f"{v['calls']} {k.replace('prescreen-', '').replace('prescreen', 'xtb')} "
                                    f"({v['s']:.0f})" for k, v in s["prescreen"].items()) or "—") + " |")
+    if task.get("strict") is not None:
+        lines += ["", f"Hits that also reach {target} ≥ {task['strict']:g} (the stricter threshold; novel ones in "
+                  "brackets): " + ", ".join(f"{m} {s['strict_hits']} ({s['novel_strict_hits']})"
+                                            for m, s in results["methods"].items())]
     lines += ["", f"Why proposals missed (every verified proposal, prediction at proposal time) [{target}]:", "",
               "| method | n | MAE | bias (pred − DFT) | within ±2σ | median σ | predicted in window | of those confirmed "
               "| labels below / above the window | RMS z per round | RMS z per round, σ calibrated on earlier rounds |",
