@@ -242,7 +242,9 @@ def main() -> int:
     n = sync_state(base, state, list(runs.values()), restore=True)
     if n:
         print(f"restored {n} files from {state}")
-    lib = library(Path(a.out) / f"library-{a.library_size}-seed{a.seed}.smi", a.library_size, a.seed)
+    lib = None  # the enumerated library, made (once, seeded) only for a screening method
+    if not a.report and any(m.startswith("screen") for m in methods):
+        lib = library(Path(a.out) / f"library-{a.library_size}-seed{a.seed}.smi", a.library_size, a.seed)
     results = {"task": a.task, "objective": task["objective"], "constraint": task["constraint"],
                "rounds": a.rounds, "batch": a.batch, "seed": a.seed, "oracle": a.oracle, "model": a.model,
                "methods": {}}
