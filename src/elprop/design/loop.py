@@ -61,6 +61,7 @@ class DesignConfig:
     workers: int = 2
     scheduler: str | None = None
     label_opt: str = "xtb"
+    label_seed: int = 0  # the oracle's conformer seed: part of the label's definition, the same for every --seed
     labels_dir: str | None = None  # the oracle's folder (default: OUT/labels); runs may share one
     gp: bool = False  # correct the surrogate by a GP on fingerprints over its residuals on verified molecules
     calibrate: bool | None = None  # scale σ by the RMS z-score of verified proposals (None: on in a new run)
@@ -78,7 +79,7 @@ class DesignConfig:
 RESUMABLE = ("rounds", "workers", "scheduler", "labels_dir")
 # settings added later, with the value that reproduces runs made before them (their config lacks the key)
 LEGACY = {"calibrate": False, "finetune_new_fraction": 0.0, "prescreen": None, "prescreen_top": 100,
-          "prescreen_reference": 10000}
+          "prescreen_reference": 10000, "label_seed": 0}
 
 
 def _per_stage(values: list[int]) -> int | str:
@@ -451,7 +452,7 @@ class DesignRun:
         from elprop.label.run import label_items, molecule_items
         settings = DFTSettings(**(settings or {}))
         ds = Dataset.from_molecules([Molecule(np.zeros(0, int), smiles=s, name=n) for s, n in zip(smiles, names)], [])
-        label_items(molecule_items(ds, settings), folder, settings, opt=self.cfg.label_opt, seed=self.cfg.seed,
+        label_items(molecule_items(ds, settings), folder, settings, opt=self.cfg.label_opt, seed=self.cfg.label_seed,
                     workers=self.cfg.workers, scheduler=self.cfg.scheduler, progress=self.progress, log=self.log,
                     method=method)
 
