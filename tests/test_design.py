@@ -2,6 +2,7 @@
 oracle (GFN2-xTB, seconds per molecule) and a small surrogate; resume after a kill without repeating a label."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,6 +167,13 @@ def test_design_loop_end_to_end_and_resume_after_kill(tiny_model, tmp_path):
     assert r2.returncode == 0 and {p.name: p.stat().st_mtime_ns for p in res_dir.glob("*.json")} == after
     r3 = subprocess.run(_design(model_dir, out, "--max-heavy", "7"), capture_output=True, text=True, env=env)
     assert r3.returncode == 2 and "other settings" in r3.stderr
+    # the model after round 1 learned round 1's labels only; restored without its models (a fresh machine), the
+    # run does not train that model again, since it only served to propose round 2, which is chosen
+    assert len(pd.read_csv(out / "models/train_01.csv")) == 3 and len(pd.read_csv(out / "models/train_02.csv")) == 6
+    shutil.rmtree(out / "models")
+    r4 = subprocess.run(_design(model_dir, out), capture_output=True, text=True, env=env)
+    assert r4.returncode == 0, r4.stderr[-2000:]
+    assert not (out / "models/01").exists() and (out / "models/02/model/config.json").is_file()
 
 
 @pytest.mark.parametrize("args,msg", [

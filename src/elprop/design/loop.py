@@ -247,7 +247,10 @@ class DesignRun:
             self.log(f"round {k}: batch of {len(batch)} chosen from {len(pool)} molecules")
         batch = pd.read_csv(d / "batch.csv")
         self.verify(batch, k)
-        if self.cfg.finetune:  # after the last round too: models/NN is the surrogate that knows every label
+        # after the last round too: models/NN is the surrogate that knows every label. A model k only serves to
+        # propose round k+1, so a resumed run whose round k+1 is already chosen (its state restored on a fresh
+        # machine, say) does not train it again
+        if self.cfg.finetune and (k == self.cfg.rounds or not (self.round_dir(k + 1) / "batch.csv").exists()):
             self.learn(k)
         self.assemble()
 
@@ -466,12 +469,13 @@ class DesignRun:
         assemble_all(self.labels_dir)  # labels.csv: every molecule of the folder, not only this batch
         self._verified_set = None  # the batch just verified joins the set on the next call
 
-    def labels(self) -> pd.DataFrame:
-        """The oracle's results for this run's proposals so far: name, smiles, ok, and each goal target's label
-        (read by the molecule's key, so a labels folder shared with other runs is fine)."""
+    def labels(self, upto: int | None = None) -> pd.DataFrame:
+        """The oracle's results for this run's proposals so far (``upto``: of rounds ≤ upto only): name, smiles,
+        ok, and each goal target's label (read by the molecule's key, so a labels folder shared with other runs is
+        fine)."""
         from elprop.label.run import item_key
         rows = []
-        for b in self.batches():
+        for b in self.batches(upto):
             for name, smi in zip(b["name"], b["smiles"]):
                 p = self.labels_dir / "results" / f"{item_key(smi)}.json"
                 if not p.exists():
@@ -485,10 +489,10 @@ class DesignRun:
         cols = ["name", "smiles", "ok", "error", "label_s", "_result"] + [f"{t}_label" for t in self.goal.targets]
         return pd.DataFrame(rows, columns=cols)
 
-    def batches(self) -> list[pd.DataFrame]:
+    def batches(self, upto: int | None = None) -> list[pd.DataFrame]:
         out = []
         for d in sorted((self.out / "rounds").glob("[0-9][0-9]")):
-            if (d / "batch.csv").exists():
+            if (d / "batch.csv").exists() and (upto is None or int(d.name) <= upto):
                 out.append(pd.read_csv(d / "batch.csv", keep_default_na=False, na_values=[""]))
         return out
 
@@ -516,7 +520,7 @@ class DesignRun:
         if (run / "model" / "config.json").exists():
             return
         from elprop.core.units import TARGETS
-        lab = self.labels()
+        lab = self.labels(upto=k)
         lab = lab[lab["ok"]]
         rows = []
         for name, smi, r in zip(lab["name"], lab["smiles"], lab["_result"]):
