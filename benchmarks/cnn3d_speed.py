@@ -9,7 +9,7 @@ given edge: the cost of a step does not depend on the values, so no density stor
 the model's side of the pipeline (the store read is measured by benchmarks/density_store.py). The median of
 --steps steps after two warm-up steps. Variants:
   fp32            plain float32
-  channels_last   the channels-last-3d memory format for input and weights
+  channels_last   the channels-last-3d memory format for input and weights (`elprop train --channels-last`)
   bf16            bfloat16 autocast (on a CPU only where it supports bf16)
   bf16+ckpt       bf16 and gradient checkpointing per stage (the memory-saving path for large grids on a GPU)
   compile         torch.compile of the network (fp32)
@@ -38,14 +38,18 @@ def one(kind: str, grid: int, batch: int, variant: str, device: str, steps: int,
     from elprop.train.device import autocast
     torch.manual_seed(0)
     targets = [False] * 5
-    net = build_model(kind, targets, in_dim=1, dim=dim, layers=layers).to(device)
+    cl = variant == "channels_last"  # the model's own option (`elprop train --channels-last`)
+    net = build_model(kind, targets, in_dim=1, dim=dim, layers=layers, **({"channels_last": True} if cl else {}))
+    net = net.to(device)
     net.train()
     if "ckpt" in variant:
         net.checkpointing = True
-    cl = variant == "channels_last"
-    if cl:
-        net = net.to(memory_format=torch.channels_last_3d)
-    step_net = torch.compile(net) if variant == "compile" else net
+    step_net = net
+    if variant == "compile":
+        if kind == "hk-unet":  # loss() calls the module itself, so compile the U-Net inside it
+            net.unet = torch.compile(net.unet)
+        else:
+            step_net = torch.compile(net)
     aug = net.train_transform()  # the augmentation `elprop train` applies (cnn3d: SO(3); hk-unet: octahedral)
     opt = torch.optim.AdamW(net.parameters(), 1e-4)
     amp = variant.startswith("bf16")
@@ -56,8 +60,6 @@ def one(kind: str, grid: int, batch: int, variant: str, device: str, steps: int,
     else:
         b = {"x": x, "pro": x.clone(), "y": x * 1.01}
     b = {k: v.to(device) for k, v in b.items()}
-    if cl:
-        b["x"] = b["x"].contiguous(memory_format=torch.channels_last_3d)
     times = []
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -68,7 +70,7 @@ def one(kind: str, grid: int, batch: int, variant: str, device: str, steps: int,
         bb = aug(b)
         with autocast(device, amp):
             if kind == "hk-unet":
-                loss = net.loss(bb)[0] if variant != "compile" else step_net.loss(bb)[0]
+                loss = net.loss(bb)[0]
             else:
                 mu, var = step_net(bb)
                 loss = (mu.float() - bb["y"]).abs().mean()

@@ -69,7 +69,8 @@ def hk_run(args, out, store, channels, name, split_file=None, extra=()):
               "--split-file", split_file or out / "split.json", "--dim", args.hk_dim, "--layers", args.hk_layers,
               "--crop", args.hk_crop, "--batch-size", args.hk_batch, "--lr", args.hk_lr, "--epochs", 100000,
               "--time-budget", args.hk_budget, "--ema", 0.99, "--augment", args.hk_augment, "--runs-dir",
-              out / "runs", "--name", name, "--no-progress", *extra), out / f"{name}.log")
+              out / "runs", "--name", name, "--no-progress",
+              *(["--channels-last"] if getattr(args, "channels_last", False) else []), *extra), out / f"{name}.log")
     return hk_result(run)
 
 
@@ -88,7 +89,7 @@ def property_run(args, out, store, name, model, extra=()):
            "--name", name, "--no-progress", "--density-store", store, *extra]
     if model == "cnn3d":
         cmd += ["--dim", args.cnn_dim, "--layers", args.cnn_layers, "--pool", args.pool, "--batch-size",
-                args.cnn_batch, "--lr", args.cnn_lr]
+                args.cnn_batch, "--lr", args.cnn_lr] + (["--channels-last"] if args.channels_last else [])
     else:
         cmd += ["--dim", 128, "--layers", 4, "--batch-size", 16, "--lr", 1e-3]
     sh(elprop(*cmd), out / f"{name}.log")
@@ -184,6 +185,10 @@ def main():
     ap.add_argument("--cnn-lr", type=float, default=1e-3)
     ap.add_argument("--pool", type=int, default=2)
     ap.add_argument("--rotations", type=int, default=16)
+    ap.add_argument("--chain-inputs", default="dft,hk,promolecular,potential",
+                    help="the grids the chain's cnn3d runs read, comma-separated (the graph models run beside them)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="train the volumetric models with `--channels-last` (faster on an AVX2 CPU)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: hk,chain,rotation,throughput")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -201,7 +206,10 @@ def main():
         res_path.write_text(json.dumps(res, indent=1))
 
     chain_store = out / "chain.zarr"
-    if "hk" not in skip:
+    hk_done = out / "write_hk.done"  # the HK part finished in an earlier run that was then killed: keep it
+    if "hk" in skip or (hk_done.exists() and "hk" in res):
+        pass
+    else:
         res["hk"] = {"promolecular": hk_run(args, out, args.store, "promolecular", "hk-promolecular")}
         print("HK from promolecular:", res["hk"]["promolecular"]["metrics"], flush=True)
         save()
@@ -216,13 +224,15 @@ def main():
         shutil.copytree(args.store, chain_store)
         sh(elprop("predict-density", "--model", res["hk"]["promolecular"]["model"], "--density-store", chain_store,
                   "--write-kind", "hk"), out / "write_hk.log")
+        hk_done.write_text("")
     if "chain" not in skip:
         runs = {}
-        for name, model, extra in (("cnn3d-dft", "cnn3d", ["--channels", "dft"]),
-                                   ("cnn3d-hk", "cnn3d", ["--channels", "hk"]),
-                                   ("cnn3d-promolecular", "cnn3d", ["--channels", "promolecular"]),
-                                   ("cnn3d-potential", "cnn3d", ["--channels", "potential"]),
-                                   ("bondgraph", "bondgraph", []), ("schnet", "schnet", [])):
+        todo = [(f"cnn3d-{k}", "cnn3d", ["--channels", k]) for k in args.chain_inputs.split(",") if k]
+        for name, model, extra in todo + [("bondgraph", "bondgraph", []), ("schnet", "schnet", [])]:
+            done = res.get("chain", {}).get(name)
+            if done and (out / "runs" / name / "metrics.csv").exists():  # finished in an earlier, killed run
+                runs[name] = done
+                continue
             runs[name] = property_run(args, out, chain_store, name, model, extra)
             print(name, runs[name]["mae"], flush=True)
             res["chain"] = runs

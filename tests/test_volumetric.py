@@ -202,12 +202,40 @@ def test_cnn3d_training_lowers_the_loss(tmp_path, cli):
     # pooled input, test-time augmentation: saved with the model, used again on load
     res = cli("train", "--model", "cnn3d", "--density-store", store, "--channels", "promolecular", "--targets",
               "U0_atom", "--dim", "16", "--layers", "2", "--epochs", "1", "--batch-size", "8", "--pool", "2",
-              "--tta", "3", "--runs-dir", tmp_path, "--name", "p", "--no-progress")
+              "--tta", "3", "--channels-last", "--runs-dir", tmp_path, "--name", "p", "--no-progress")
     assert res.returncode == 0, res.stderr
     assert "at 1x16³ (pooled to 8³)" in res.stdout
     from elprop.train.estimator import PropertyModel
     m = PropertyModel.load(tmp_path / "p" / "model")
-    assert m.tta == 3 and m.nets[0].pool == 2
+    assert m.tta == 3 and m.nets[0].pool == 2 and m.nets[0].channels_last
+    assert m.nets[0].stem.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    res = cli("train", "--model", "bondgraph", "--channels-last", "--runs-dir", tmp_path, "--name", "e")
+    assert res.returncode == 2 and "--channels-last" in res.stderr
+
+
+def test_channels_last_is_the_same_function_in_another_memory_layout():
+    """`--channels-last` changes how the grids and weights lie in memory, not what the network computes: the
+    same weights give the same outputs and gradients, and a state dict moves between the two layouts."""
+    from elprop.models import build_model
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 16, 16, generator=torch.Generator().manual_seed(1)) ** 4
+    for kind, arch in (("cnn3d", {"pool": 2}), ("hk-unet", {})):
+        a = build_model(kind, [False] * 2, in_dim=1, dim=16, layers=2, **arch)
+        if kind == "hk-unet":  # its output layer starts at zero; give it weights so the outputs differ from ρ_pro
+            torch.nn.init.normal_(a.unet.out.weight, std=0.1)
+        b = build_model(kind, [False] * 2, in_dim=1, dim=16, layers=2, channels_last=True, **arch)
+        b.load_state_dict(a.state_dict())
+        assert b.stem.weight.is_contiguous(memory_format=torch.channels_last_3d)
+        batch = {"x": x, "pro": x.clone(), "y": 1.01 * x}
+        oa, ob = a(batch), b(batch)
+        oa, ob = (oa[0], ob[0]) if isinstance(oa, tuple) else (oa, ob)
+        assert torch.allclose(oa, ob, atol=1e-5, rtol=1e-4)
+        if kind == "hk-unet":
+            assert (oa - batch["pro"]).abs().max() > 1e-4
+        oa.square().sum().backward()
+        ob.square().sum().backward()
+        assert torch.allclose(a.stem.weight.grad, b.stem.weight.grad, atol=1e-4, rtol=1e-3)
+        a.load_state_dict(b.state_dict())
 
 
 def test_hk_map_trains_reports_baseline_and_writes_cubes(hk_store, tmp_path, cli):

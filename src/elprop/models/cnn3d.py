@@ -88,6 +88,15 @@ class ResBlock3d(nn.Module):
         return x + self.se(h)
 
 
+def _memory_format(net: nn.Module, channels_last: bool) -> bool:
+    """Put ``net``'s 5-D weights in the channels-last-3d memory format when ``channels_last`` (its forward then
+    converts the input grids too). Values, state dicts and saved models are the same either way; on an AVX2 CPU
+    the convolutions run 1.1-1.6x faster at 24-32³ (benchmarks/cnn3d_speed.py)."""
+    if channels_last:
+        net.to(memory_format=torch.channels_last_3d)
+    return bool(channels_last)
+
+
 def _run(blocks, x, checkpointing: bool):
     for b in blocks:
         if checkpointing and x.requires_grad:
@@ -102,7 +111,7 @@ class PropertyCNN(nn.Module):
 
     def __init__(self, in_channels: int, n_targets: int, widths=(16, 32, 64, 128), blocks: int = 1,
                  inception: bool = True, se: bool = True, dropout: float = 0.0, augment="so3",
-                 max_shift: float = 0.5, input_scale: float = 0.05, pool: int = 1):
+                 max_shift: float = 0.5, input_scale: float = 0.05, pool: int = 1, channels_last: bool = False):
         super().__init__()
         from elprop.represent.transforms import augment_mode
         self.augment, self.max_shift, self.input_scale = augment_mode(augment), max_shift, input_scale
@@ -119,6 +128,7 @@ class PropertyCNN(nn.Module):
                                   nn.Linear(2 * widths[-1], 2 * n_targets))
         self.n_targets = n_targets
         self.checkpointing = False  # gradient checkpointing per stage (set on GPU for large grids)
+        self.channels_last = _memory_format(self, channels_last)
 
     def train_transform(self):
         """Real-time augmentation in training, a fresh draw per sample (applied by the trainer, not here)."""
@@ -129,6 +139,8 @@ class PropertyCNN(nn.Module):
         x = batch["x"] if isinstance(batch, dict) else batch
         if self.pool > 1:  # block averages keep the charge: coarser voxels, same integral
             x = F.avg_pool3d(x, self.pool)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         h = self.stem(torch.asinh(x / self.input_scale))  # compresses the density's dynamic range
         h = _run(self.stages, h, self.checkpointing)
         h = F.silu(self.norm(h))
@@ -147,7 +159,8 @@ class UNet3d(nn.Module):
     channels (``ChannelNorm``), not over the grid, so it can train on crops and predict whole grids.
     (Squeeze-and-Excitation gates do pool over the grid; ``se=False`` removes them.)"""
 
-    def __init__(self, in_channels: int, widths=(16, 32, 64), conserve: bool = True, se: bool = True):
+    def __init__(self, in_channels: int, widths=(16, 32, 64), conserve: bool = True, se: bool = True,
+                 channels_last: bool = False):
         super().__init__()
         self.stem = nn.Conv3d(in_channels, widths[0], 3, padding=1)
         self.enc = nn.ModuleList()
@@ -165,9 +178,12 @@ class UNet3d(nn.Module):
         self.out = nn.Conv3d(widths[0], 1, 1)
         self.conserve = conserve
         self.checkpointing = False
+        self.channels_last = _memory_format(self, channels_last)
 
     def forward(self, batch):
         x = batch["x"] if isinstance(batch, dict) else batch
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         h = self.stem(x)
         skips = []
         for k, block in enumerate(self.enc):

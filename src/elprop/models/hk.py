@@ -36,12 +36,12 @@ DEFAULT_AUGMENT = "octahedral"  # exact grid symmetries: input and DFT target st
 class HKMap(nn.Module):
     def __init__(self, in_channels: int, widths=(16, 32, 64), input_scale: float = 0.05, out_scale: float = 0.1,
                  augment=DEFAULT_AUGMENT, max_shift: float = 0.5, conserve: bool = True, crop: int = 0,
-                 residual: str = "relative", dipole_weight: float = 0.0):
+                 residual: str = "relative", dipole_weight: float = 0.0, channels_last: bool = False):
         super().__init__()
         # no Squeeze-and-Excitation gates: they pool over the whole grid, so a crop and a whole grid would gate
         # differently; with per-voxel normalisation the map is then the same function of a voxel's surroundings
         # on a training crop and on the whole grid
-        self.unet = UNet3d(in_channels, widths, conserve=False, se=False)
+        self.unet = UNet3d(in_channels, widths, conserve=False, se=False, channels_last=channels_last)
         nn.init.zeros_(self.unet.out.weight)  # start at the promolecular baseline (Δρ = 0) and learn from there
         nn.init.zeros_(self.unet.out.bias)
         self.input_scale, self.out_scale = input_scale, out_scale
