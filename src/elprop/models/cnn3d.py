@@ -91,7 +91,8 @@ class ResBlock3d(nn.Module):
 def _memory_format(net: nn.Module, channels_last: bool) -> bool:
     """Put ``net``'s 5-D weights in the channels-last-3d memory format when ``channels_last`` (its forward then
     converts the input grids too). Values, state dicts and saved models are the same either way; on an AVX2 CPU
-    the convolutions run 1.1-1.6x faster at 24-32³ (benchmarks/cnn3d_speed.py)."""
+    the wide unpooled cnn3d trains 1.3-1.6x faster at 24-32³ (benchmarks/cnn3d_speed.py), the
+    narrower pooled one of the chain about the same (benchmarks/cnn3d_pipeline.py)."""
     if channels_last:
         net.to(memory_format=torch.channels_last_3d)
     return bool(channels_last)
