@@ -16,7 +16,10 @@ One seeded split of the store's records (train / validation / test) is used by e
    rotations, MAE on the stored orientation, MAE over rotated copies, and MAE with test-time augmentation.
 4. Training throughput (samples/s, forward + backward + optimizer step) of the models as configured, on this
    CPU and on a CUDA GPU when PyTorch sees one.
-Writes results.json and results.md to --out. Asserts nothing.
+--chain-inputs picks the grids of step 2 (default dft,hk,promolecular,potential) and --channels-last trains the
+volumetric models in that layout. A rerun after a kill keeps the parts already finished (the HK map and its written
+grids, and each finished chain run) and does the rest; `benchmarks/volumetric_paired.py` then gives paired
+bootstrap intervals between the chain's inputs. Writes results.json and results.md to --out. Asserts nothing.
 """
 from __future__ import annotations
 
