@@ -39,8 +39,7 @@ def one(kind: str, grid: int, batch: int, variant: str, device: str, steps: int,
     torch.manual_seed(0)
     targets = [False] * 5
     cl = variant == "channels_last"  # the model's own option (`elprop train --channels-last`)
-    net = build_model(kind, targets, in_dim=1, dim=dim, layers=layers, **({"channels_last": True} if cl else {}))
-    net = net.to(device)
+    net = build_model(kind, targets, in_dim=1, dim=dim, layers=layers, channels_last=cl).to(device)
     net.train()
     if "ckpt" in variant:
         net.checkpointing = True

@@ -64,6 +64,11 @@ def make_split(store, out: Path, n_val: int, n_test: int, seed: int):
     return sp
 
 
+def layout(args) -> list:
+    """`--channels-last` for the volumetric runs when asked (hk_curve.py's options do not carry the flag)."""
+    return ["--channels-last"] if getattr(args, "channels_last", False) else []
+
+
 def hk_run(args, out, store, channels, name, split_file=None, extra=()):
     """An hk-unet training (the U-Net of args.hk_*) on ``split_file`` (default OUT/split.json), ``extra`` options
     appended; returns ``hk_result``."""
@@ -72,8 +77,7 @@ def hk_run(args, out, store, channels, name, split_file=None, extra=()):
               "--split-file", split_file or out / "split.json", "--dim", args.hk_dim, "--layers", args.hk_layers,
               "--crop", args.hk_crop, "--batch-size", args.hk_batch, "--lr", args.hk_lr, "--epochs", 100000,
               "--time-budget", args.hk_budget, "--ema", 0.99, "--augment", args.hk_augment, "--runs-dir",
-              out / "runs", "--name", name, "--no-progress",
-              *(["--channels-last"] if getattr(args, "channels_last", False) else []), *extra), out / f"{name}.log")
+              out / "runs", "--name", name, "--no-progress", *layout(args), *extra), out / f"{name}.log")
     return hk_result(run)
 
 
@@ -92,7 +96,7 @@ def property_run(args, out, store, name, model, extra=()):
            "--name", name, "--no-progress", "--density-store", store, *extra]
     if model == "cnn3d":
         cmd += ["--dim", args.cnn_dim, "--layers", args.cnn_layers, "--pool", args.pool, "--batch-size",
-                args.cnn_batch, "--lr", args.cnn_lr] + (["--channels-last"] if args.channels_last else [])
+                args.cnn_batch, "--lr", args.cnn_lr, *layout(args)]
     else:
         cmd += ["--dim", 128, "--layers", 4, "--batch-size", 16, "--lr", 1e-3]
     sh(elprop(*cmd), out / f"{name}.log")
@@ -210,9 +214,7 @@ def main():
 
     chain_store = out / "chain.zarr"
     hk_done = out / "write_hk.done"  # the HK part finished in an earlier run that was then killed: keep it
-    if "hk" in skip or (hk_done.exists() and "hk" in res):
-        pass
-    else:
+    if "hk" not in skip and not (hk_done.exists() and "hk" in res):
         res["hk"] = {"promolecular": hk_run(args, out, args.store, "promolecular", "hk-promolecular")}
         print("HK from promolecular:", res["hk"]["promolecular"]["metrics"], flush=True)
         save()

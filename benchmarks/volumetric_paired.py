@@ -15,8 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-TARGETS = ["gap", "homo", "lumo", "mu", "alpha"]
+from volumetric import PROPS as TARGETS  # the chain's five targets
 
 
 def main():

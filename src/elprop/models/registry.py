@@ -76,8 +76,8 @@ OPTIONS: dict[str, Option] = {o.dest: o for o in [
                      "work; default 1)", 1, int),
     Option("--augment", _AUGMENT_HELP, None, None, ("so3", "octahedral", "none")),
     Option("--channels-last", "keep the grids and convolution weights in the channels-last-3d memory format "
-                              "(up to 1.6x faster training on an AVX2 CPU, depending on widths and grid; no gain on a GPU; default off)",
-           False),
+                              "(up to 1.6x faster training on an AVX2 CPU, depending on widths and grid; no gain "
+                              "on a GPU; default off)", False),
     # options of the run rather than the network (not passed to build)
     Option("--features", "atom feature set (default: extended; multi: the three side by side, which multirep "
                          "always reads)", "extended", None, ("element", "ecfp", "extended", "multi"), arch=False),
