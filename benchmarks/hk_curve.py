@@ -3,7 +3,7 @@ against the number of training molecules, with and without the dipole term in th
 
     python benchmarks/hk_curve.py --store benchmarks/out/dev1k.zarr [--sizes 100,300,850]
         [--budgets 600,1200,2400] [--dipole-weights 0,0.5] [--n-val 50] [--n-test 100] [--device auto]
-        [--seed 0] [--out benchmarks/out/hk_curve]
+        [--seed 0] [--out benchmarks/out/hk_curve] [--channels-last]
 
 1. **Split:** one seeded split of the store's finished records (promolecular and DFT grids): --n-test test and
    --n-val validation molecules, the same for every run, and nested training sets (train_100 ⊂ train_300 ⊂ ...).
@@ -63,7 +63,7 @@ def run_one(a, out: Path, sp: dict, n: int, budget: float, w: float) -> dict:
         h = hk_result(out / "runs" / name)
     else:  # the U-Net of benchmarks/volumetric.py, at its default options
         unet = SimpleNamespace(hk_dim=64, hk_layers=3, hk_crop=32, hk_batch=4, hk_lr=2e-3, hk_budget=budget,
-                               hk_augment="octahedral")
+                               hk_augment="octahedral", channels_last=a.channels_last)
         h = hk_run(unet, out, a.store, "promolecular", name, split_file=f,
                    extra=("--dipole-weight", w, "--device", a.device, "--seed", a.seed))
     res = {"n_train": n, "dipole_weight": w, "budget_s": budget, "epochs": h["epochs"], "train_s": h["train_s"]}
@@ -96,6 +96,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "out" / "hk_curve"))
+    ap.add_argument("--channels-last", action="store_true", help="train in the channels-last-3d layout (same function)")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     budgets = [float(b) for b in a.budgets.split(",")]
@@ -106,7 +107,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     sp = split(a.store, out, sizes, a.n_val, a.n_test, a.seed)
     t0 = time.time()
-    res = {"store": a.store, "n_val": a.n_val, "n_test": a.n_test, "seed": a.seed, "machine": platform.node(),
+    res = {"store": a.store, "n_val": a.n_val, "n_test": a.n_test, "seed": a.seed, "channels_last": a.channels_last,
+           "machine": platform.node(),
            "date": time.strftime("%Y-%m-%d %H:%M"), "runs": []}
     for w in weights:
         for n, b in zip(sizes, budgets):

@@ -18,8 +18,9 @@ One seeded split of the store's records (train / validation / test) is used by e
    CPU and on a CUDA GPU when PyTorch sees one.
 --chain-inputs picks the grids of step 2 (default dft,hk,promolecular,potential) and --channels-last trains the
 volumetric models in that layout. A rerun after a kill keeps the parts already finished (the HK map and its written
-grids, and each finished chain run) and does the rest; `benchmarks/volumetric_paired.py` then gives paired
-bootstrap intervals between the chain's inputs. Writes results.json and results.md to --out. Asserts nothing.
+grids, and each finished chain run) and does the rest; it must have the same options (--skip aside), else it exits
+2 without touching --out. `benchmarks/volumetric_paired.py` then gives paired bootstrap intervals between the chain's
+inputs. Writes results.json and results.md to --out. Asserts nothing.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def make_split(store, out: Path, n_val: int, n_test: int, seed: int):
 
 
 def layout(args) -> list:
-    """`--channels-last` for the volumetric runs when asked (hk_curve.py's options do not carry the flag)."""
+    """`--channels-last` for the volumetric runs when asked (getattr: older option sets lack the flag)."""
     return ["--channels-last"] if getattr(args, "channels_last", False) else []
 
 
@@ -203,6 +204,13 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.json"
     res = json.loads(res_path.read_text()) if res_path.exists() else {}
+    opts = {k: v for k, v in vars(args).items() if k not in ("skip", "out")}  # what the kept parts depend on
+    if res.get("options", opts) != opts:  # a rerun keeps finished parts, so they must come from the same options
+        diff = ", ".join(f"--{k.replace('_', '-')} {res['options'].get(k)} -> {v}" for k, v in opts.items()
+                         if res["options"].get(k) != v)
+        print(f"error: {out} holds a run with other options ({diff}); use a new --out", file=sys.stderr)
+        return 2
+    res["options"] = opts
     res["machine"] = f"{platform.machine()}, {platform.processor() or ''} {__import__('os').cpu_count()} cores"
     res["command"] = " ".join(sys.argv)
     sp = make_split(args.store, out, args.n_val, args.n_test, args.seed)
@@ -314,4 +322,4 @@ def report(res) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
