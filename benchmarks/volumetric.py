@@ -66,8 +66,8 @@ def make_split(store, out: Path, n_val: int, n_test: int, seed: int):
 
 
 def layout(args) -> list:
-    """`--channels-last` for the volumetric runs when asked (getattr: older option sets lack the flag)."""
-    return ["--channels-last"] if getattr(args, "channels_last", False) else []
+    """`--channels-last` for the volumetric runs when asked (this script's and hk_curve.py's options both carry it)."""
+    return ["--channels-last"] if args.channels_last else []
 
 
 def hk_run(args, out, store, channels, name, split_file=None, extra=()):
